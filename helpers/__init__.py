@@ -1,0 +1,15 @@
+"""Helper modules for final-code.ipynb: one module per stage of the pipeline.
+
+config     parameters -> a validated, frozen RunConfig
+recipes    the training recipes ("reference", "improved"), all their settings in one place
+data       data sources, class-balanced subset, stratified validation split, integrity checks
+augment    augmentation: per-image torchvision presets and the batched on-device fast path
+model      the ResNet (BasicBlocks [4, 4, 3] at 64/128/256, 4,697,162 parameters)
+training   train_one_epoch, evaluate, the epoch loop with checkpoints and resume
+checkpoints atomic writes and safe (weights_only) checkpoint loading
+distributed torchrun / DistributedDataParallel support
+plots      figures: take data, return a matplotlib figure
+inference  predict() and the Kaggle submission (with a restricted unpickler)
+report     metrics.json and the final summary
+pipeline   the stages strung together, shared by the notebook and `python -m helpers.cli`
+"""

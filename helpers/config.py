@@ -1,0 +1,231 @@
+"""The notebook's parameters as one validated, frozen RunConfig.
+
+papermill's `-p` delivers lists as strings ("[30, 60]") and numbers, None and booleans as Python
+values; interactive users type Python values. `make_config` accepts both and checks every value
+before any work starts, naming the parameter, the bad value and what would be valid.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple
+
+import torch
+
+DATA_SOURCES = ("torchvision", "folder", "synthetic")
+RECIPE_NAMES = ("reference", "improved")
+PIPELINES = ("fast", "dataloader")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+
+class ConfigError(ValueError):
+    """A parameter has a value the pipeline cannot run with; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one run. Field names are the notebook's parameter names."""
+
+    epochs: int = 75
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: Tuple[int, ...] = (30, 40, 60, 80)
+    gamma: float = 0.1
+    seed: int = 0
+    data_source: str = "torchvision"
+    data_dir: str = "data"
+    val_size: int = 5000
+    train_subset: Optional[int] = None
+    device: str = "auto"
+    output_dir: str = "outputs"
+    figures_dir: str = "figures"
+    resume: bool = False
+    kaggle_test_pkl: Optional[str] = None
+    recipe: str = "reference"
+    pipeline: str = "fast"
+    amp: str = "auto"
+    compile: bool = False
+    num_workers: Optional[int] = None
+    eval_batch_size: int = 1024
+    progress: str = "auto"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-friendly dict (lists instead of tuples)."""
+        values = dataclasses.asdict(self)
+        values["milestones"] = list(self.milestones)
+        return values
+
+
+PARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+# Settings that may change between a run and its resumption without changing what is computed:
+# where files go, how progress is shown, and `epochs` (raising it trains longer).
+RESUMABLE_CHANGES = ("epochs", "resume", "output_dir", "figures_dir", "kaggle_test_pkl",
+                     "progress", "compile", "num_workers", "eval_batch_size", "device")
+
+
+def _literal(name: str, value: Any) -> Any:
+    """Turn papermill's string form of a literal ("[30, 60]", "None", "5") into the value."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"{name}={value!r} is not a Python literal") from None
+
+
+def _as_int(name: str, value: Any) -> int:
+    value = _literal(name, value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}={value!r} must be an integer")
+    return value
+
+
+def _as_float(name: str, value: Any) -> float:
+    value = _literal(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be True or False")
+    return value
+
+
+def _as_choice(name: str, value: Any, choices: Tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _as_optional(name: str, value: Any, convert) -> Any:
+    if value is None or (isinstance(value, str) and value.strip() in ("None", "")):
+        return None
+    return convert(name, value)
+
+
+def _as_path(name: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{name}={value!r} must be a non-empty path")
+    return str(value)
+
+
+def _as_milestones(value: Any) -> Tuple[int, ...]:
+    value = _literal("milestones", value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"milestones={value!r} must be a list of epochs, e.g. [30, 40, 60, 80]")
+    epochs = tuple(_as_int("milestones", v) for v in value)
+    # Milestones past `epochs` are valid: the reference uses [30, 40, 60, 80] with 75 epochs.
+    if any(e <= 0 for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
+        raise ConfigError(f"milestones={list(epochs)} must be strictly increasing positive "
+                          "integers, e.g. [30, 40, 60, 80]")
+    return epochs
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_device(device: str) -> str:
+    if device in ("auto", "cpu"):
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        _require(torch.cuda.is_available(),
+                 f"device={device!r} asked for a GPU, but CUDA is not available here "
+                 "(torch.cuda.is_available() is False); use device='auto' or 'cpu'")
+        return device
+    raise ConfigError(f"device={device!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def check_writable(name: str, folder: str) -> None:
+    """Fail now, not after an hour of training, if `folder` cannot be created or written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{name}={folder!r} is not a writable folder: {error.strerror}") from None
+
+
+def make_config(**parameters: Any) -> RunConfig:
+    """Validate the notebook's parameters and freeze them into a RunConfig."""
+    unknown = sorted(set(parameters) - set(PARAMETER_NAMES))
+    _require(not unknown, f"unknown parameter(s) {unknown}; known: {', '.join(PARAMETER_NAMES)}")
+    raw = {**RunConfig().__dict__, **parameters}
+    values = dict(
+        epochs=_as_int("epochs", raw["epochs"]),
+        batch_size=_as_int("batch_size", raw["batch_size"]),
+        lr=_as_float("lr", raw["lr"]),
+        momentum=_as_float("momentum", raw["momentum"]),
+        weight_decay=_as_float("weight_decay", raw["weight_decay"]),
+        milestones=_as_milestones(raw["milestones"]),
+        gamma=_as_float("gamma", raw["gamma"]),
+        seed=_as_int("seed", raw["seed"]),
+        data_source=_as_choice("data_source", raw["data_source"], DATA_SOURCES),
+        data_dir=_as_path("data_dir", raw["data_dir"]),
+        val_size=_as_int("val_size", raw["val_size"]),
+        train_subset=_as_optional("train_subset", raw["train_subset"], _as_int),
+        device=_check_device(str(raw["device"])),
+        output_dir=_as_path("output_dir", raw["output_dir"]),
+        figures_dir=_as_path("figures_dir", raw["figures_dir"]),
+        resume=_as_bool("resume", raw["resume"]),
+        kaggle_test_pkl=_as_optional("kaggle_test_pkl", raw["kaggle_test_pkl"], _as_path),
+        recipe=_as_choice("recipe", raw["recipe"], RECIPE_NAMES),
+        pipeline=_as_choice("pipeline", raw["pipeline"], PIPELINES),
+        amp=_as_choice("amp", raw["amp"], AMP_MODES),
+        compile=_as_bool("compile", raw["compile"]),
+        num_workers=_as_optional("num_workers", raw["num_workers"], _as_int),
+        eval_batch_size=_as_int("eval_batch_size", raw["eval_batch_size"]),
+        progress=_as_choice("progress", raw["progress"], PROGRESS_MODES),
+    )
+    _require(1 <= values["epochs"] <= 10_000, f"epochs={values['epochs']} must be between 1 and 10000")
+    _require(1 <= values["batch_size"] <= 65_536,
+             f"batch_size={values['batch_size']} must be a positive integer (at most 65536)")
+    _require(0 < values["lr"] <= 10, f"lr={values['lr']} must be in (0, 10]")
+    _require(0 <= values["momentum"] < 1, f"momentum={values['momentum']} must be in [0, 1)")
+    _require(0 <= values["weight_decay"] < 1, f"weight_decay={values['weight_decay']} must be in [0, 1)")
+    _require(0 < values["gamma"] <= 1, f"gamma={values['gamma']} must be in (0, 1]")
+    _require(values["seed"] >= 0, f"seed={values['seed']} must be a non-negative integer")
+    _require(values["val_size"] >= 0, f"val_size={values['val_size']} must be 0 (no validation) or more")
+    _require(values["train_subset"] is None or values["train_subset"] >= 10,
+             f"train_subset={values['train_subset']} must be None or at least 10 (one image per class)")
+    _require(values["num_workers"] is None or values["num_workers"] >= 0,
+             f"num_workers={values['num_workers']} must be None (one per core) or a non-negative integer")
+    _require(values["eval_batch_size"] >= 1, f"eval_batch_size={values['eval_batch_size']} must be positive")
+    return RunConfig(**values)
+
+
+def config_from_namespace(namespace: Mapping[str, Any]) -> RunConfig:
+    """Build the RunConfig from the parameters cell's variables (e.g. the notebook's globals())."""
+    return make_config(**{name: namespace[name] for name in PARAMETER_NAMES if name in namespace})
+
+
+def resolve_device(config: RunConfig) -> torch.device:
+    """'auto' means the first GPU when there is one, else the CPU."""
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def config_differences(saved: Mapping[str, Any], current: RunConfig) -> list:
+    """Settings that differ between a checkpoint's config and this one and would change the run."""
+    now = current.to_dict()
+    return [f"{name}: checkpoint has {saved.get(name)!r}, this run has {now[name]!r}"
+            for name in PARAMETER_NAMES
+            if name not in RESUMABLE_CHANGES and saved.get(name) != now[name]]

@@ -1,0 +1,111 @@
+"""Figures. Each function takes data and returns a matplotlib Figure; `save_figure` writes it."""
+from __future__ import annotations
+
+import os
+from typing import List, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+from .data import CIFAR10_MEAN, CIFAR10_STD
+
+
+def _to_pixels(images: torch.Tensor) -> np.ndarray:
+    """Normalized float (N, 3, H, W) -> displayable floats (N, H, W, 3) in [0, 1]."""
+    mean = torch.tensor(CIFAR10_MEAN)[None, :, None, None]
+    std = torch.tensor(CIFAR10_STD)[None, :, None, None]
+    return (images.detach().float().cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def _image_grid(pixels: np.ndarray, titles: Sequence[str], columns: int, title: str) -> plt.Figure:
+    rows = max(1, int(np.ceil(len(pixels) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, text in zip(axes.flat, pixels, titles):
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title(text, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def augmented_samples(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                      columns: int = 8) -> plt.Figure:
+    """A grid of augmented, normalized training images with their labels."""
+    titles = [classes[int(label)] for label in labels]
+    return _image_grid(_to_pixels(images), titles, columns, "Augmented training images")
+
+
+def training_curves(history: List[dict]) -> plt.Figure:
+    """Loss and accuracy per epoch, training and validation."""
+    epochs = [h["epoch"] for h in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for split, style in (("train", "-"), ("val", "--")):
+        if any(h[f"{split}_loss"] is not None for h in history):
+            loss_axis.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
+            accuracy_axis.plot(epochs, [h[f"{split}_accuracy"] for h in history], style, label=split)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def lr_schedule(history: List[dict]) -> plt.Figure:
+    """Learning rate at the start of each epoch."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.step([h["epoch"] for h in history], [h["lr"] for h in history], where="post")
+    axis.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedule", yscale="log")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> plt.Figure:
+    """Seaborn heatmap of counts: rows are true classes, columns predicted classes."""
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(counts, (true, predicted), 1)
+    figure, axis = plt.subplots(figsize=(8, 6.5))
+    sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", xticklabels=classes,
+                yticklabels=classes, ax=axis, cbar=False)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    figure.tight_layout()
+    return figure
+
+
+def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> plt.Figure:
+    """Bar chart of test accuracy per class."""
+    accuracy = [100 * np.mean(predicted[true == c] == c) if np.any(true == c) else 0.0
+                for c in range(len(classes))]
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    bars = axis.bar(classes, accuracy, color=sns.color_palette("deep", len(classes)))
+    axis.bar_label(bars, fmt="%.1f", fontsize=8)
+    axis.set(ylabel="accuracy (%)", ylim=(0, 105), title="Per-class test accuracy")
+    axis.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    return figure
+
+
+def misclassified_gallery(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
+                          confidence: np.ndarray, classes: Sequence[str],
+                          count: int = 24) -> plt.Figure:
+    """The most confidently wrong test images, with true label, prediction and confidence."""
+    wrong = np.flatnonzero(true != predicted)
+    chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+    titles = [f"{classes[true[i]]}\n→ {classes[predicted[i]]} {100 * confidence[i]:.0f}%"
+              for i in chosen]
+    return _image_grid(images[chosen] / 255.0, titles, 8,
+                       f"Most confident mistakes ({len(wrong)} of {len(true)} test images wrong)")
+
+
+def save_figure(figure: plt.Figure, folder: str, name: str) -> str:
+    """Write `figure` as folder/name.png and return the path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path

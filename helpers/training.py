@@ -1,0 +1,397 @@
+"""Training: optimizer and schedule from a Recipe, train_one_epoch, evaluate, and the epoch loop
+with per-epoch checkpoints, exact resume, best-on-validation selection and clear stops."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from .augment import dataloader_batches, epoch_batches, epoch_generator, fast_batches, \
+    normalize, to_device_tensors
+from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_checkpoint
+from .config import RunConfig
+from .data import CifarData
+from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
+from .recipes import Recipe
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops instead of training on."""
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """SGD with momentum; optionally without weight decay on BatchNorm weights and biases."""
+    if recipe.decay_norm_and_bias:
+        groups = [{"params": list(network.parameters()), "weight_decay": recipe.weight_decay}]
+    else:
+        decayed = [p for p in network.parameters() if p.ndim > 1]   # conv and linear weights
+        exempt = [p for p in network.parameters() if p.ndim <= 1]   # BN weights, all biases
+        groups = [{"params": decayed, "weight_decay": recipe.weight_decay},
+                  {"params": exempt, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int,
+                   steps_per_epoch: int) -> Tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
+    """(scheduler, steps_each_batch): MultiStepLR per epoch, or warmup + cosine per batch."""
+    if recipe.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma), False
+    warmup = max(1, round(recipe.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+
+
+def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype: bf16 on GPUs that compute it natively (compute capability >= 8.0), fp16
+    (with a gradient scaler) on older GPUs such as Colab's T4, none on the CPU."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+class EagerFallback(nn.Module):
+    """torch.compile'd module that falls back to eager, with a warning, if compiling fails."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.compiled = torch.compile(module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as error:  # compiler errors come in many types
+                warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); "
+                              "training continues in eager mode")
+                self.compiled = None
+        return self.module(x)
+
+
+def ema_update(decay: float) -> Callable:
+    """Exponential moving average whose decay ramps up as min(decay, (1 + n) / (10 + n)) over
+    the first updates n, so short runs are not dominated by the random initial weights."""
+
+    def update(averaged: List[torch.Tensor], current: List[torch.Tensor], updates: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():  # BatchNorm's step counters: take the latest
+            for average, value in zip(averaged, current):
+                average.copy_(value)
+            return
+        keep = torch.clamp((1 + updates) / (10 + updates), max=decay).to(averaged[0].dtype)
+        for average, value in zip(averaged, current):
+            average.lerp_(value, 1 - keep)
+
+    return update
+
+
+def progress_mode(requested: str) -> str:
+    """'bar' in an interactive notebook or terminal; 'lines' under papermill or in logs."""
+    if requested != "auto":
+        return requested
+    if _launched_by("papermill") or os.environ.get("CI"):
+        return "lines"
+    if "ipykernel" in sys.modules or sys.stderr.isatty():
+        return "bar"
+    return "lines"
+
+
+def _launched_by(program: str) -> bool:
+    """Whether a parent process of this one (up to three levels) runs `program`."""
+    pid = os.getpid()
+    for _ in range(3):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if program.encode() in cmdline.read():
+                    return True
+        except (OSError, ValueError, IndexError):  # not Linux, or the parent is gone
+            return False
+    return False
+
+
+# --- one epoch ------------------------------------------------------------------------------
+
+def train_one_epoch(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, loss_fn: Callable, *, epoch: int,
+                    after_step: Optional[Callable[[], None]] = None,
+                    scaler: Optional[torch.amp.GradScaler] = None,
+                    amp_dtype: Optional[torch.dtype] = None,
+                    channels_last: bool = False, check_every: int = 1,
+                    context: DistributedContext = DistributedContext()) -> Dict[str, float]:
+    """One pass over `batches`; returns mean loss and accuracy (percent) over the epoch."""
+    model.train()
+    device = next(model.parameters()).device
+    totals = torch.zeros(3, device=device)  # loss sum, correct, count
+    step = 0
+    for step, (images, labels) in enumerate(batches, start=1):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if after_step is not None:  # per-step schedule, EMA
+            after_step()
+        detached = loss.detach().float()
+        totals += torch.stack([detached * len(labels),
+                               (logits.argmax(1) == labels).sum().float(),
+                               torch.tensor(float(len(labels)), device=device)])
+        # Reading the loss forces a GPU sync, so on GPUs it is checked every few steps only.
+        if step % check_every == 0 and not torch.isfinite(totals[0]):
+            _stop_on_non_finite(epoch, step)
+    if not torch.isfinite(totals[0]):
+        _stop_on_non_finite(epoch, step)
+    loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
+    return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
+
+
+def _stop_on_non_finite(epoch: int, step: int) -> None:
+    raise NonFiniteLossError(
+        f"the training loss became NaN or infinite in epoch {epoch} by step {step}; the run is "
+        "stopped and checkpoint.pt still holds the last completed epoch. The learning rate is "
+        "probably too high for this batch size: lower lr (e.g. by 10x) and run again.")
+
+
+@torch.inference_mode()
+def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
+                   tta_flip: bool = False, amp_dtype: Optional[torch.dtype] = None,
+                   channels_last: bool = False) -> torch.Tensor:
+    """Logits (float32) for uint8 images (N, 3, 32, 32) on the network's device, in eval mode."""
+    network.eval()
+    device = next(network.parameters()).device
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device).float() / 255)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = network(batch).float()
+            if tta_flip:  # average with the mirror image's prediction
+                logits = (logits + network(batch.flip(-1)).float()) / 2
+        outputs.append(logits)
+    return torch.cat(outputs) if outputs else torch.zeros(0, 10, device=device)
+
+
+def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             tta_flip: bool = False, amp_dtype: Optional[torch.dtype] = None,
+             channels_last: bool = False,
+             context: DistributedContext = DistributedContext()) -> Dict[str, float]:
+    """Loss and accuracy (percent) on a labelled set; under DDP each rank takes a shard."""
+    shard = slice(context.rank, None, context.world_size)
+    logits = predict_logits(network, images[shard], batch_size, tta_flip, amp_dtype, channels_last)
+    shard_labels = labels[shard].to(logits.device)
+    totals = torch.stack([F.cross_entropy(logits, shard_labels, reduction="sum"),
+                          (logits.argmax(1) == shard_labels).sum().float(),
+                          torch.tensor(float(len(shard_labels)), device=logits.device)])
+    loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
+    return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
+
+
+# --- the run --------------------------------------------------------------------------------
+
+@dataclass
+class TrainingResult:
+    """What the epoch loop leaves behind for evaluation, plots and metrics."""
+
+    network: nn.Module                  # the model to evaluate (EMA weights when the recipe uses EMA)
+    history: List[dict] = field(default_factory=list)
+    best_val_accuracy: Optional[float] = None
+    epochs_completed: int = 0
+    wall_time_s: float = 0.0
+
+
+class Trainer:
+    """The epoch loop: builds optimizer, schedule, EMA and batches from the config and recipe,
+    saves `checkpoint.pt` after every epoch and `best.pt` on the best validation accuracy."""
+
+    def __init__(self, config: RunConfig, recipe: Recipe, data: CifarData, network: nn.Module,
+                 device: torch.device, context: DistributedContext = DistributedContext()):
+        self.config, self.recipe, self.data, self.device, self.context = config, recipe, data, device, context
+        self.network = network.to(device)
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self.model = wrap_for_training(self.network, context, device)
+        if config.compile:
+            self.model = EagerFallback(self.model)
+        self.amp_dtype = resolve_amp(config.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.optimizer = make_optimizer(self.network, recipe)
+        self.train_images, self.train_labels = to_device_tensors(data.train.images, data.train.labels, device)
+        self.val_images, self.val_labels = to_device_tensors(data.val.images, data.val.labels, device)
+        self.steps_per_epoch = len(epoch_batches(len(data.train), config.batch_size,
+                                                 epoch_generator(0, 0), 0, context.world_size))
+        self.scheduler, self.scheduler_per_step = make_scheduler(
+            self.optimizer, recipe, config.epochs, self.steps_per_epoch)
+        self.ema = None
+        if recipe.ema_decay:
+            self.ema = AveragedModel(self.network, multi_avg_fn=ema_update(recipe.ema_decay),
+                                     use_buffers=True)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.history: List[dict] = []
+        self.best_val_accuracy: Optional[float] = None
+        self.start_epoch = 1
+        self.checkpoint_path = os.path.join(config.output_dir, "checkpoint.pt")
+        self.best_path = os.path.join(config.output_dir, "best.pt")
+        self.progress = progress_mode(config.progress) if context.is_main else "none"
+
+    # The network whose weights are evaluated and shipped.
+    @property
+    def evaluated_network(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.network
+
+    def batches(self, epoch: int) -> Iterable[Tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of one epoch's training batches, from the chosen pipeline."""
+        generator = epoch_generator(self.config.seed, epoch)
+        shard = dict(rank=self.context.rank, world_size=self.context.world_size)
+        if self.config.pipeline == "fast":
+            return fast_batches(self.train_images, self.train_labels, self.recipe.augmentation,
+                                self.config.batch_size, generator, **shard)
+        workers = self.config.num_workers
+        return dataloader_batches(self.data.train.images, self.data.train.labels,
+                                  self.recipe.augmentation, self.config.batch_size, generator,
+                                  num_workers=(os.cpu_count() or 1) if workers is None else workers,
+                                  pin_memory=self.device.type == "cuda", **shard)
+
+    def state(self, epoch: int) -> dict:
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": epoch,
+            "history": self.history,
+            "best_val_accuracy": self.best_val_accuracy,
+            "config": self.config.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "rng": rng_states(),
+        }
+
+    def resume_from_checkpoint(self, state: dict) -> None:
+        """Restore everything `state()` saved, from a checkpoint `load_resumable` has checked."""
+        try:
+            self.network.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scaler is not None and state["scaler"] is not None:
+                self.scaler.load_state_dict(state["scaler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path!r} does not fit this model "
+                                  f"and recipe: {error}") from None
+        restore_rng_states(state["rng"])
+        self.history = list(state["history"])
+        self.best_val_accuracy = state["best_val_accuracy"]
+        self.start_epoch = int(state["epoch"]) + 1
+        self.log(f"resumed from {self.checkpoint_path} after epoch {state['epoch']} "
+                 f"of {self.config.epochs}")
+
+    def log(self, message: str) -> None:
+        if self.context.is_main and self.progress != "none":
+            print(message, flush=True)
+
+    def after_step(self) -> None:
+        if self.scheduler_per_step:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Train one epoch, validate, and return its history entry."""
+        started = time.perf_counter()
+        torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # per-image transforms, cutout
+        lr = self.optimizer.param_groups[0]["lr"]
+        batches = self.batches(epoch)
+        if self.progress == "bar":
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=self.steps_per_epoch, leave=False,
+                           desc=f"epoch {epoch}/{self.config.epochs}")
+        train = train_one_epoch(
+            self.model, batches, self.optimizer, self.loss_fn, epoch=epoch,
+            after_step=self.after_step, scaler=self.scaler, amp_dtype=self.amp_dtype,
+            channels_last=self.channels_last, check_every=1 if self.device.type == "cpu" else 25,
+            context=self.context)
+        if not self.scheduler_per_step:
+            self.scheduler.step()
+        val = {"loss": None, "accuracy": None}
+        if len(self.data.val):
+            val = evaluate(self.evaluated_network, self.val_images, self.val_labels,
+                           self.config.eval_batch_size, self.recipe.tta_flip, self.amp_dtype,
+                           self.channels_last, self.context)
+        return {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
+                "train_accuracy": train["accuracy"], "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - started}
+
+    def fit(self) -> TrainingResult:
+        """Train from start_epoch to config.epochs; an interrupt keeps the last whole epoch."""
+        started = time.perf_counter()
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs + 1):
+                entry = self.run_epoch(epoch)
+                self.history.append(entry)
+                self.log(format_epoch(entry, self.config.epochs))
+                self.save(epoch, entry)
+        except KeyboardInterrupt:
+            done = epoch - 1
+            self.log(f"\nInterrupted during epoch {epoch}. "
+                     + (f"{self.checkpoint_path} holds epoch {done}; continue with resume=True "
+                        "(and the same parameters)." if done >= 1 else "No epoch was completed."))
+            raise
+        return TrainingResult(self.evaluated_network, self.history, self.best_val_accuracy,
+                              len(self.history), time.perf_counter() - started)
+
+    def save(self, epoch: int, entry: dict) -> None:
+        """checkpoint.pt every epoch; best.pt on a new best validation accuracy (or, without a
+        validation split, every epoch, so it holds the last)."""
+        improved = entry["val_accuracy"] is None or self.best_val_accuracy is None \
+            or entry["val_accuracy"] > self.best_val_accuracy
+        if entry["val_accuracy"] is not None and improved:
+            self.best_val_accuracy = entry["val_accuracy"]
+        if not self.context.is_main:
+            return
+        save_checkpoint(self.checkpoint_path, self.state(epoch))
+        if improved:
+            save_checkpoint(self.best_path, {"model": self.evaluated_network.state_dict(),
+                                             "epoch": epoch, "val_accuracy": entry["val_accuracy"],
+                                             "config": self.config.to_dict()})
+
+
+def format_epoch(entry: dict, epochs: int) -> str:
+    """One concise log line per epoch."""
+    val = "" if entry["val_accuracy"] is None else \
+        f"  val loss {entry['val_loss']:.3f} acc {entry['val_accuracy']:5.2f}%"
+    return (f"epoch {entry['epoch']:>3}/{epochs}  lr {entry['lr']:.4g}  train loss "
+            f"{entry['train_loss']:.3f} acc {entry['train_accuracy']:5.2f}%{val}  "
+            f"{entry['seconds']:.1f} s")
