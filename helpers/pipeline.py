@@ -27,7 +27,7 @@ from .distributed import DistributedContext, init_distributed
 from .inference import load_kaggle_test, predict, write_submission
 from .model import REFERENCE_PARAMETER_COUNT, build_resnet, count_parameters
 from .recipes import Recipe, resolve_recipe
-from .report import build_metrics, summary, write_metrics
+from .report import SYNTHETIC_WARNING, build_metrics, summary, write_metrics
 from .training import Trainer, TrainingResult, predict_logits, resolve_amp
 
 
@@ -69,7 +69,9 @@ def describe(run: Run) -> str:
     """The run's settings and the recipe's resolved settings, as a readable block."""
     lines = [f"device: {run.device}" + (f" (rank {run.context.rank} of {run.context.world_size})"
                                         if run.context.enabled else "")]
-    lines += [f"{name:<16} {value!r}" for name, value in run.recipe.to_dict().items()]
+    lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
+    if run.config.data_source == "synthetic":
+        lines.insert(0, f"*** {SYNTHETIC_WARNING} ***")
     return "\n".join(lines)
 
 
@@ -151,8 +153,9 @@ def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
 
 
 def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Figure]:
-    """A grid of training images as the first epoch's augmentation shows them."""
-    images, labels = to_device_tensors(data.train.images[:count], data.train.labels[:count], "cpu")
+    """A grid of training images, spread over the classes, as epoch 1's augmentation shows them."""
+    chosen = np.linspace(0, len(data.train) - 1, min(count, len(data.train))).astype(int)
+    images, labels = to_device_tensors(data.train.images[chosen], data.train.labels[chosen], "cpu")
     parameters = draw_parameters(len(labels), run.recipe.augmentation, epoch_generator(run.config.seed, 1))
     augmented = augment_batch(images, parameters, run.recipe.augmentation)
     return _saved(run, {"augmented_samples": plots.augmented_samples(augmented, labels, data.classes)})

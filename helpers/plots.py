@@ -21,7 +21,7 @@ def _to_pixels(images: torch.Tensor) -> np.ndarray:
 
 def _image_grid(pixels: np.ndarray, titles: Sequence[str], columns: int, title: str) -> plt.Figure:
     rows = max(1, int(np.ceil(len(pixels) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 2.0 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, text in zip(axes.flat, pixels, titles):

@@ -1,0 +1,88 @@
+import os
+
+import pytest
+
+from helpers.config import ConfigError, RunConfig, config_differences, make_config
+
+
+def test_defaults_are_the_reference_recipe():
+    config = make_config()
+    assert (config.epochs, config.batch_size, config.lr, config.momentum, config.weight_decay,
+            config.milestones, config.gamma) == (75, 256, 0.1, 0.9, 1e-4, (30, 40, 60, 80), 0.1)
+    assert (config.data_source, config.val_size, config.train_subset, config.recipe,
+            config.pipeline) == ("torchvision", 5000, None, "reference", "fast")
+
+
+def test_papermill_string_forms_are_accepted():
+    config = make_config(milestones="[30, 60]", train_subset="None", resume="True", lr="0.05",
+                         epochs="3", kaggle_test_pkl="None")
+    assert config.milestones == (30, 60) and config.train_subset is None
+    assert config.resume is True and config.lr == 0.05 and config.epochs == 3
+    assert config.kaggle_test_pkl is None
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        make_config().epochs = 3
+
+
+@pytest.mark.parametrize("parameters, named", [
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"batch_size": -5}, "batch_size"),
+    ({"lr": 0}, "lr"),
+    ({"lr": float("nan")}, "lr"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"milestones": "[40, 30]"}, "milestones"),
+    ({"milestones": [30, 30]}, "milestones"),
+    ({"milestones": "[3.5]"}, "milestones"),
+    ({"milestones": "oops"}, "milestones"),
+    ({"data_source": "bogus"}, "data_source"),
+    ({"recipe": "magic"}, "recipe"),
+    ({"pipeline": "slow"}, "pipeline"),
+    ({"device": "tpu"}, "device"),
+    ({"val_size": -1}, "val_size"),
+    ({"train_subset": 5}, "train_subset"),
+    ({"resume": "maybe"}, "resume"),
+    ({"no_such_parameter": 1}, "no_such_parameter"),
+])
+def test_bad_values_name_the_parameter(parameters, named):
+    with pytest.raises(ConfigError, match=named):
+        make_config(**parameters)
+
+
+def test_milestones_beyond_epochs_are_valid():
+    assert make_config(epochs=75, milestones=[30, 40, 60, 80]).milestones[-1] == 80
+
+
+def test_cuda_asked_for_but_absent_is_refused(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        make_config(device="cuda")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_dir_is_refused(tmp_path):
+    from helpers.config import check_writable
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match="output_dir"):
+        check_writable("output_dir", str(locked / "outputs"))
+
+
+def test_output_dir_below_a_file_is_refused(tmp_path):
+    from helpers.config import check_writable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="output_dir"):
+        check_writable("output_dir", str(blocker / "outputs"))
+
+
+def test_config_differences_ignore_epochs_but_list_run_changing_settings():
+    saved = RunConfig().to_dict()
+    assert config_differences(saved, make_config(epochs=100, output_dir="elsewhere")) == []
+    differences = config_differences(saved, make_config(batch_size=128, seed=3))
+    assert any("batch_size" in d for d in differences) and any("seed" in d for d in differences)

@@ -1,0 +1,158 @@
+import os
+
+import numpy as np
+import pytest
+
+from conftest import write_image_folder
+from helpers.config import make_config
+from helpers.data import (CIFAR10_CLASSES, DataError, ImageSet, balanced_subset_indices,
+                          check_integrity, load_data, make_synthetic, stratified_split, summarize)
+
+
+def folder_config(data_dir, **overrides):
+    return make_config(**{"data_source": "folder", "data_dir": data_dir, "val_size": 10, **overrides})
+
+
+def test_synthetic_images_are_uint8_rgb_with_all_ten_classes():
+    train, test = make_synthetic()
+    assert train.images.dtype == np.uint8 and train.images.shape[1:] == (32, 32, 3)
+    assert set(train.labels) == set(test.labels) == set(range(10))
+
+
+def test_synthetic_classes_are_separable_by_mean_colour():
+    train, test = make_synthetic()
+    centroids = np.stack([train.images[train.labels == c].mean((0, 1, 2)) for c in range(10)])
+    distances = ((test.images.mean((1, 2))[:, None, :] - centroids[None]) ** 2).sum(-1)
+    assert np.mean(distances.argmin(1) == test.labels) > 0.9
+
+
+def test_subset_is_class_balanced_and_the_same_for_every_seed():
+    labels = np.repeat(np.arange(10), 100)
+    subset = balanced_subset_indices(labels, 200)
+    assert np.all(np.bincount(labels[subset], minlength=10) == 20)
+    for seed in (0, 1):
+        config = make_config(data_source="synthetic", train_subset=200, val_size=0, seed=seed)
+        assert len(load_data(config).train) == 200
+    first = load_data(make_config(data_source="synthetic", train_subset=200, val_size=0, seed=0))
+    second = load_data(make_config(data_source="synthetic", train_subset=200, val_size=0, seed=7))
+    assert np.array_equal(first.train.images, second.train.images)
+
+
+def test_subset_is_not_the_first_files_of_each_class():
+    labels = np.repeat(np.arange(10), 100)
+    subset = balanced_subset_indices(labels, 100)
+    assert not np.array_equal(subset, np.concatenate([np.arange(10) + 100 * c for c in range(10)]))
+
+
+def test_validation_split_is_disjoint_stratified_and_deterministic_in_seed():
+    labels = np.repeat(np.arange(10), 50)
+    train, val = stratified_split(labels, 100, seed=3)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 500
+    assert np.all(np.bincount(labels[val], minlength=10) == 10)
+    assert np.array_equal(val, stratified_split(labels, 100, seed=3)[1])
+    assert not np.array_equal(val, stratified_split(labels, 100, seed=4)[1])
+
+
+def test_val_size_zero_means_no_validation_images():
+    data = load_data(make_config(data_source="synthetic", train_subset=100, val_size=0))
+    assert len(data.val) == 0 and len(data.train) == 100
+
+
+def test_folder_source_reads_png_and_jpg_in_cifar_label_order(tmp_path):
+    root = write_image_folder(tmp_path / "png", per_class=3, extension="png")
+    data = load_data(folder_config(root, val_size=0))
+    assert len(data.train) == 30 and len(data.test) == 30
+    # the test fixture writes each image's class index into its first pixel
+    assert np.array_equal(data.train.images[:, 0, 0, 0], data.train.labels)
+    jpg = write_image_folder(tmp_path / "jpg", per_class=2, extension="jpg")
+    assert len(load_data(folder_config(jpg, val_size=0)).test) == 20
+
+
+def test_folder_subset_decodes_a_balanced_subset(image_folder):
+    data = load_data(folder_config(image_folder, train_subset=20, val_size=0))
+    assert np.all(np.bincount(data.train.labels, minlength=10) == 2)
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda root: root + "-missing", "does not exist"),
+    (lambda root: _emptied(root), "is empty"),
+    (lambda root: _removed(root, "test"), "test"),
+    (lambda root: _removed(root, "train/cat"), "missing class folder"),
+    (lambda root: _added(root, "train/unicorn"), "unicorn"),
+    (lambda root: _emptied(os.path.join(root, "train", "dog")) and root, "holds no"),
+])
+def test_broken_image_folders_are_named(image_folder, breakage, message):
+    with pytest.raises(DataError, match=message):
+        load_data(folder_config(breakage(image_folder)))
+
+
+def test_unreadable_image_is_named(image_folder):
+    bad = os.path.join(image_folder, "train", "bird", "0001.png")
+    with open(bad, "wb") as file:
+        file.write(b"not an image")
+    with pytest.raises(DataError, match="0001.png"):
+        load_data(folder_config(image_folder))
+
+
+def test_image_that_is_not_32x32_rgb_is_named(tmp_path):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "images", per_class=2)
+    Image.new("L", (32, 32)).save(os.path.join(root, "test", "frog", "0000.png"))
+    with pytest.raises(DataError, match="frog.*0000.png.*32x32 RGB"):
+        load_data(folder_config(root, val_size=0))
+    Image.new("RGB", (64, 64)).save(os.path.join(root, "test", "frog", "0000.png"))
+    with pytest.raises(DataError, match="64x64"):
+        load_data(folder_config(root, val_size=0))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"val_size": 60}, "val_size=60"),
+    ({"train_subset": 20, "val_size": 20}, "val_size=20"),
+    ({"train_subset": 1000}, "train_subset=1000"),
+])
+def test_sizes_out_of_range_for_the_data_are_named(image_folder, overrides, message):
+    with pytest.raises(DataError, match=message):
+        load_data(folder_config(image_folder, **overrides))
+
+
+def test_torchvision_offline_says_where_to_put_the_archive(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz.*data_source='folder'"):
+        load_data(make_config(data_dir=str(tmp_path)))
+
+
+def test_impossible_labels_and_shapes_stop_the_run():
+    with pytest.raises(DataError, match="labels"):
+        check_integrity("train", ImageSet(np.zeros((2, 32, 32, 3), np.uint8), np.array([0, 10])))
+    with pytest.raises(DataError, match="uint8"):
+        check_integrity("test", ImageSet(np.zeros((2, 28, 28, 3), np.uint8), np.array([0, 1])))
+
+
+def test_summary_counts_every_split_and_flags_synthetic_data():
+    data = load_data(make_config(data_source="synthetic", train_subset=100, val_size=20))
+    text = summarize(data)
+    assert "SYNTHETIC" in text and "total" in text and all(c in text for c in CIFAR10_CLASSES)
+
+
+def _emptied(folder):
+    import shutil
+
+    shutil.rmtree(folder)
+    os.makedirs(folder)
+    return folder
+
+
+def _removed(root, relative):
+    import shutil
+
+    shutil.rmtree(os.path.join(root, relative))
+    return root
+
+
+def _added(root, relative):
+    os.makedirs(os.path.join(root, relative))
+    return root
