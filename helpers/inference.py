@@ -28,6 +28,7 @@ SAFE_PICKLE_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
     ("_codecs", "encode"),  # how protocol 2 stores bytes
     ("builtins", "bytearray"), ("builtins", "set"), ("builtins", "frozenset"),
     ("collections", "OrderedDict"),

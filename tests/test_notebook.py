@@ -1,0 +1,121 @@
+"""The notebook end to end under papermill (tiny synthetic data), its clear errors, and nbval."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+papermill = pytest.importorskip("papermill")
+NOTEBOOK = os.path.join(ROOT, "final-code.ipynb")
+FIGURES = ("augmented_samples", "training_curves", "lr_schedule", "confusion_matrix",
+           "per_class_accuracy", "misclassified")
+
+
+def execute(output_notebook, **parameters):
+    return papermill.execute_notebook(NOTEBOOK, str(output_notebook), parameters=parameters,
+                                      kernel_name="python3", cwd=ROOT, progress_bar=False)
+
+
+def stream_text(notebook_path):
+    with open(notebook_path) as file:
+        cells = json.load(file)["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The issue's smoke run: 1 epoch on 512 synthetic images, 64 of them for validation."""
+    folder = tmp_path_factory.mktemp("smoke")
+    executed = folder / "out.ipynb"
+    execute(executed, epochs=1, data_source="synthetic", train_subset=512, val_size=64,
+            output_dir=str(folder / "outputs"), figures_dir=str(folder / "figures"))
+    return folder, executed
+
+
+def test_smoke_run_writes_checkpoints_metrics_and_figures(smoke_run):
+    folder, _ = smoke_run
+    assert {"checkpoint.pt", "best.pt", "metrics.json"} <= set(os.listdir(folder / "outputs"))
+    with open(folder / "outputs" / "metrics.json") as file:
+        metrics = json.load(file)
+    for key in ("params", "test_accuracy", "best_val_accuracy", "epochs", "epochs_completed",
+                "wall_time_s", "device", "data_source", "recipe", "seed", "history", "torch",
+                "torchvision"):
+        assert key in metrics, key
+    assert metrics["params"] == 4_697_162 and metrics["recipe"] == "reference"
+    assert metrics["device"] == "cpu" and metrics["epochs_completed"] == 1
+    assert metrics["synthetic_data"] is True and "SYNTHETIC" in metrics["warning"]
+    assert set(metrics["history"][0]) >= {"lr", "train_loss", "train_accuracy", "val_loss",
+                                          "val_accuracy", "seconds"}
+    assert sorted(os.listdir(folder / "figures")) == sorted(f"{name}.png" for name in FIGURES)
+
+
+def test_smoke_run_says_loudly_that_the_data_is_synthetic(smoke_run):
+    _, executed = smoke_run
+    text = stream_text(executed)
+    assert text.count("SYNTHETIC") >= 3  # config banner, data summary, conclusions
+    assert "4,697,162 trainable parameters" in text and "epoch   1/1" in text
+
+
+def test_executed_notebook_passes_nbval(smoke_run):
+    """nbval re-runs the executed notebook and compares the NBVAL_CHECK_OUTPUT cells."""
+    _, executed = smoke_run
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--nbval-lax", str(executed)], cwd=ROOT, capture_output=True, text=True,
+                            # nbval starts the kernel in the notebook's folder, outside the repo
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_dataloader_pipeline_improved_recipe_and_kaggle_submission(tmp_path):
+    ids = [f"img{i}" for i in range(6)]
+    images = np.random.default_rng(0).integers(0, 256, (6, 3072), dtype=np.uint8)
+    kaggle = tmp_path / "test.pkl"
+    with open(kaggle, "wb") as file:
+        pickle.dump({b"data": images, b"ids": ids}, file)
+    execute(tmp_path / "out.ipynb", epochs=1, data_source="synthetic", train_subset=256,
+            val_size=32, batch_size=64, pipeline="dataloader", recipe="improved",
+            kaggle_test_pkl=str(kaggle), output_dir=str(tmp_path / "outputs"),
+            figures_dir=str(tmp_path / "figures"))
+    with open(tmp_path / "outputs" / "submission.csv") as file:
+        rows = file.read().splitlines()
+    assert rows[0] == "ID,Labels" and [r.split(",")[0] for r in rows[1:]] == ids
+    assert all(0 <= int(r.split(",")[1]) <= 9 for r in rows[1:])
+    with open(tmp_path / "outputs" / "metrics.json") as file:
+        metrics = json.load(file)
+    assert metrics["recipe"] == "improved" and metrics["pipeline"] == "dataloader"
+    assert metrics["recipe_settings"]["label_smoothing"] > 0
+
+
+def _corrupt_checkpoint(folder):
+    os.makedirs(folder / "outputs")
+    (folder / "outputs" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    return {"resume": True}
+
+
+@pytest.mark.parametrize("parameters, expected", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": -5}, "batch_size"),
+    ({"milestones": "[40, 30]"}, "milestones"),
+    ({"data_source": "bogus"}, "data_source"),
+    ({"data_source": "folder", "data_dir": "/nonexistent/cifar"}, "/nonexistent/cifar"),
+    ({"data_source": "folder", "data_dir": "EMPTY"}, "is empty"),
+    ({"train_subset": 100, "val_size": 100}, "val_size"),
+    ("CORRUPT", "checkpoint"),
+])
+def test_bad_parameters_stop_the_notebook_with_a_message(tmp_path, parameters, expected):
+    if parameters == "CORRUPT":
+        parameters = {"data_source": "synthetic", **_corrupt_checkpoint(tmp_path)}
+    if parameters.get("data_dir") == "EMPTY":
+        os.makedirs(tmp_path / "empty")
+        parameters = {**parameters, "data_dir": str(tmp_path / "empty")}
+    parameters = {"data_source": "synthetic", "output_dir": str(tmp_path / "outputs"),
+                  "figures_dir": str(tmp_path / "figures"), **parameters}
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        execute(tmp_path / "out.ipynb", **parameters)
+    assert expected in str(error.value)
+    assert not os.path.exists(tmp_path / "outputs" / "metrics.json")

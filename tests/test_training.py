@@ -1,0 +1,164 @@
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import pipeline as stages
+from helpers.checkpoints import CheckpointError, load_checkpoint, load_resumable
+from helpers.config import make_config
+from helpers.data import load_data
+from helpers.model import build_resnet
+from helpers.recipes import resolve_recipe
+from helpers.training import (NonFiniteLossError, Trainer, evaluate, make_scheduler,
+                              make_optimizer, train_one_epoch)
+
+
+def tiny_config(output_dir, **overrides):
+    settings = dict(data_source="synthetic", train_subset=60, val_size=20, batch_size=16,
+                    epochs=2, num_workers=0, progress="none", output_dir=str(output_dir),
+                    figures_dir=str(output_dir))
+    return make_config(**{**settings, **overrides})
+
+
+def tiny_network(seed=0):
+    torch.manual_seed(seed)
+    return build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
+
+
+def tiny_trainer(config, data=None, resume=False):
+    data = data or load_data(config)
+    trainer = Trainer(config, resolve_recipe(config), data, tiny_network(), torch.device("cpu"))
+    if resume:
+        trainer.resume_from_checkpoint(load_resumable(trainer.checkpoint_path, config))
+    return trainer
+
+
+@pytest.mark.parametrize("pipeline, recipe", [("fast", "reference"), ("fast", "improved"),
+                                              ("dataloader", "reference"), ("dataloader", "improved")])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, pipeline, recipe):
+    whole = tiny_config(tmp_path / "whole", pipeline=pipeline, recipe=recipe)
+    tiny_trainer(whole).fit()
+    split = tiny_config(tmp_path / "split", pipeline=pipeline, recipe=recipe, epochs=1)
+    tiny_trainer(split).fit()
+    resumed = tiny_trainer(tiny_config(tmp_path / "split", pipeline=pipeline, recipe=recipe,
+                                       resume=True), resume=True)
+    assert resumed.start_epoch == 2
+    resumed.fit()
+    for name in ("checkpoint.pt", "best.pt"):
+        expected = load_checkpoint(str(tmp_path / "whole" / name))
+        actual = load_checkpoint(str(tmp_path / "split" / name))
+        assert expected["model"].keys() == actual["model"].keys()
+        for key, tensor in expected["model"].items():
+            assert torch.equal(tensor, actual["model"][key]), f"{name}: {key} differs"
+    assert len(load_checkpoint(str(tmp_path / "split" / "checkpoint.pt"))["history"]) == 2
+
+
+def test_resume_with_a_changed_setting_lists_the_differences(tmp_path):
+    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
+    changed = tiny_config(tmp_path, resume=True, batch_size=8, seed=5, recipe="improved")
+    with pytest.raises(CheckpointError, match="another configuration") as error:
+        stages.start(changed)
+    for name in ("batch_size", "seed", "recipe"):
+        assert name in str(error.value)
+
+
+def test_resume_may_raise_epochs_to_train_longer(tmp_path):
+    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
+    longer = tiny_config(tmp_path, epochs=2, resume=True)
+    result = tiny_trainer(longer, resume=True).fit()
+    assert result.epochs_completed == 2 and [h["epoch"] for h in result.history] == [1, 2]
+
+
+def test_resume_from_a_corrupt_checkpoint_names_the_checkpoint(tmp_path):
+    os.makedirs(tmp_path, exist_ok=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="checkpoint.*corrupt"):
+        stages.start(tiny_config(tmp_path, resume=True))
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        stages.start(tiny_config(tmp_path / "empty", resume=True))
+
+
+def test_interrupt_keeps_the_last_completed_epoch_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3, progress="lines"))
+    original = trainer.run_epoch
+
+    def interrupted_in_epoch_2(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(epoch)
+
+    monkeypatch.setattr(trainer, "run_epoch", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
+    assert "resume=True" in capsys.readouterr().out
+
+
+def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3))
+    trainer.fit()  # epochs 1-3 fine
+    poisoned = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
+    poisoned.loss_fn = lambda logits, labels: F.cross_entropy(logits, labels) * float("nan")
+    with pytest.raises(NonFiniteLossError, match="epoch 4 by step 1.*lower lr"):
+        poisoned.fit()
+    assert load_checkpoint(poisoned.checkpoint_path)["epoch"] == 3
+
+
+def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
+    result = tiny_trainer(tiny_config(tmp_path, epochs=3)).fit()
+    best = load_checkpoint(str(tmp_path / "best.pt"))
+    accuracies = [h["val_accuracy"] for h in result.history]
+    assert best["val_accuracy"] == max(accuracies) == result.best_val_accuracy
+    assert best["epoch"] == accuracies.index(max(accuracies)) + 1
+
+
+def test_without_validation_best_checkpoint_is_the_last_epoch(tmp_path):
+    result = tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0)).fit()
+    assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
+    assert result.best_val_accuracy is None
+
+
+def test_training_learns_the_synthetic_classes():
+    torch.manual_seed(0)
+    network = tiny_network()
+    data = load_data(make_config(data_source="synthetic", train_subset=200, val_size=0))
+    images = torch.from_numpy(data.train.images).permute(0, 3, 1, 2).float() / 255
+    labels = torch.from_numpy(data.train.labels)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9)
+    for epoch in range(1, 6):
+        metrics = train_one_epoch(network, [(images[i], labels[i]) for i in torch.randperm(200).split(20)],
+                                  optimizer, torch.nn.CrossEntropyLoss(), epoch=epoch)
+    assert metrics["accuracy"] > 60
+    raw = torch.from_numpy(data.train.images).permute(0, 3, 1, 2)
+    assert evaluate(network, raw, labels, batch_size=64)["accuracy"] > 60
+
+
+def test_reference_schedule_divides_lr_by_ten_at_each_milestone():
+    config = make_config(milestones=[2, 4], epochs=5)
+    optimizer = make_optimizer(tiny_network(), resolve_recipe(config))
+    scheduler, per_step = make_scheduler(optimizer, resolve_recipe(config), 5, 10)
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert not per_step and rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bias():
+    recipe = resolve_recipe(make_config(recipe="improved", batch_size=512))
+    optimizer = make_optimizer(tiny_network(), recipe)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4, 0.0]
+    assert all(p.ndim <= 1 for p in optimizer.param_groups[1]["params"])
+    scheduler, per_step = make_scheduler(optimizer, recipe, epochs=10, steps_per_epoch=10)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert per_step and recipe.lr == pytest.approx(0.2)
+    assert rates[0] < rates[19] == pytest.approx(0.2) and rates[-1] < 0.001
