@@ -52,24 +52,43 @@ def close_distributed() -> None:
         dist.destroy_process_group()
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the all-reduced gradient: the global batch's."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor):
+        gradient = gradient.clone()
+        dist.all_reduce(gradient, group=ctx.group)
+        return gradient, None
+
+
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the global batch of all ranks.
 
     torch's nn.SyncBatchNorm runs on GPUs only; this one uses differentiable all-reduces, so it
-    runs on CPU (gloo) too and its gradients are those of the global batch.
+    runs on CPU (gloo) too and its gradients are those of the global batch. Its all-reduces go
+    through their own process group: on DDP's group they could interleave with DDP's gradient
+    all-reduces, which run asynchronously during the backward pass, and mix up the tensors.
     """
+
+    process_group = None  # set by convert_batchnorm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         local_count = torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=x.dtype)
-        sums = all_reduce(torch.cat([x.sum((0, 2, 3)), local_count]))
+        sums = _SumOverRanks.apply(torch.cat([x.sum((0, 2, 3)), local_count]), self.process_group)
         count = sums[-1]
         mean = sums[:-1] / count
         centred = x - mean[None, :, None, None]
-        var = all_reduce((centred * centred).sum((0, 2, 3))) / count
+        var = _SumOverRanks.apply((centred * centred).sum((0, 2, 3)), self.process_group) / count
         with torch.no_grad():
             self.num_batches_tracked += 1
             self.running_mean.lerp_(mean.detach(), self.momentum)
@@ -78,15 +97,19 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return centred * scale[None, :, None, None] + self.bias[None, :, None, None]
 
 
-def convert_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d in `module` by SyncBatchNorm2d, keeping parameters and stats."""
+def convert_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace every BatchNorm2d in `module` by SyncBatchNorm2d, keeping parameters and stats.
+    Every rank must call it (it creates the process group the statistics travel on)."""
+    if process_group is None:
+        process_group = dist.new_group()
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
             synced = SyncBatchNorm2d(child.num_features, child.eps, child.momentum)
             synced.load_state_dict(child.state_dict())
+            synced.process_group = process_group
             setattr(module, name, synced.to(child.weight.device))
         else:
-            convert_batchnorm(child)
+            convert_batchnorm(child, process_group)
     return module
 
 
