@@ -89,52 +89,68 @@ def draw_parameters(count: int, augmentation: Augmentation,
     }
 
 
-def random_crop(images: torch.Tensor, crop_y: torch.Tensor, crop_x: torch.Tensor,
-                padding: int) -> torch.Tensor:
-    """32x32 windows at per-image offsets of the zero-padded batch (N, C, 32, 32)."""
-    if padding == 0:
-        return images
-    padded = F.pad(images, (padding,) * 4)
+def source_pixels(crop_y: torch.Tensor, crop_x: torch.Tensor, flip: torch.Tensor,
+                  degrees: torch.Tensor, padding: int, size: int = 32) -> torch.Tensor:
+    """For crop -> flip -> rotation, the source of every output pixel, as one index map.
+
+    Returns (N, size*size) indices into each image zero-padded by `padding` pixels plus one
+    extra zero pixel at the end, which is where pixels outside the rotated frame read from.
+    Rotation is about the centre, to the nearest pixel, as torchvision's RandomRotation.
+    """
+    device = crop_y.device
+    radians = degrees.to(device, torch.float32) * (math.pi / 180)
+    cos, sin = torch.cos(radians)[:, None], torch.sin(radians)[:, None]
+    mirror = 1.0 - 2.0 * flip.to(device, torch.float32)[:, None]  # a flip negates x
+    centre = size / 2 - 0.5
+    steps = torch.arange(size, device=device, dtype=torch.float32) - centre
+    x, y = steps.repeat(size)[None], steps.repeat_interleave(size)[None]  # output pixels
+    # The source pixel of output pixel (x, y) in the cropped, flipped image (relative to the
+    # centre): rotate, then negate x where the image is flipped.
+    source = torch.stack([torch.addcmul(mirror * cos * x, -mirror * sin, y),
+                          torch.addcmul(sin * x, cos, y)], 1).add_(centre).round_()
+    outside = (source - centre).abs_().amax(1) > size / 2
+    padded = size + 2 * padding
+    # Crop: the window starts at (crop_y, crop_x) in the padded image.
+    row, col = source[:, 1] + crop_y.to(device)[:, None], source[:, 0] + crop_x.to(device)[:, None]
+    flat = (row * padded + col).clamp_(0, padded * padded - 1).masked_fill_(outside, padded * padded)
+    return flat.long()
+
+
+def crop_flip_rotate(images: torch.Tensor, crop_y: torch.Tensor, crop_x: torch.Tensor,
+                     flip: torch.Tensor, degrees: torch.Tensor, padding: int) -> torch.Tensor:
+    """Padded random crop, horizontal flip and rotation of a batch (N, C, H, W) in one gather."""
     n, c, h, w = images.shape
-    rows = (crop_y[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-    cols = (crop_x[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channel = torch.arange(c, device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
-
-
-def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Rotate each image about its centre, nearest pixel, zero fill (as RandomRotation)."""
-    radians = degrees.to(images.device, torch.float32) * (math.pi / 180)
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros",
-                         align_corners=False).to(images.dtype)
+    padded = F.pad(images, (padding,) * 4).reshape(n, c, -1)
+    padded = F.pad(padded, (0, 1))  # the extra zero pixel that out-of-frame pixels read
+    index = source_pixels(crop_y, crop_x, flip, degrees, padding, w)
+    return padded.gather(2, index[:, None, :].expand(n, c, h * w)).reshape(n, c, h, w)
 
 
 def _grayscale(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(GRAY_WEIGHTS, device=images.device, dtype=images.dtype)
-    return (images * weights[None, :, None, None]).sum(1, keepdim=True)
-
-
-def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    factor = factor[:, None, None, None]
-    return (factor * images + (1 - factor) * other).clamp_(0, 1)
+    red, green, blue = images.unbind(1)
+    return (GRAY_WEIGHTS[0] * red + GRAY_WEIGHTS[1] * green + GRAY_WEIGHTS[2] * blue)[:, None]
 
 
 def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
                  saturation: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast and saturation on floats in [0, 1], in each image's own order."""
+    """Brightness, contrast and saturation on floats in [0, 1], in each image's own order.
+    Works in place on `images` and returns it.
+
+    Each adjustment blends the image with something: black (brightness), its mean grey level
+    (contrast) or its own greyscale (saturation), then clips to [0, 1] as torchvision does. So
+    each of the three steps is one blend, with the factor and blend target of that image's op.
+    """
+    factors = torch.stack([brightness, contrast, saturation], 1).to(images.device)
+    order = order.to(images.device)
     for step in range(3):
-        adjusted = (
-            _blend(images, torch.zeros_like(images), brightness),
-            _blend(images, _grayscale(images).mean((2, 3), keepdim=True), contrast),
-            _blend(images, _grayscale(images), saturation),
-        )
-        which = order[:, step][:, None, None, None]
-        images = torch.where(which == 0, adjusted[0], torch.where(which == 1, adjusted[1], adjusted[2]))
+        op = order[:, step, None]
+        factor = factors.gather(1, op)[:, :, None, None]
+        gray = _grayscale(images)
+        use_mean = (op == 1).to(images.dtype)[:, :, None, None]
+        use_gray = (op == 2).to(images.dtype)[:, :, None, None]
+        target = (use_gray * gray + use_mean * gray.mean((2, 3), keepdim=True)) * (1 - factor)
+        # In place: a fresh 3 MB tensor per operation costs as much as the arithmetic on CPU.
+        images.mul_(factor).add_(target).clamp_(0, 1)
     return images
 
 
@@ -150,10 +166,12 @@ def cutout(images: torch.Tensor, centre_y: torch.Tensor, centre_x: torch.Tensor,
     return images.masked_fill(mask[:, None], 0.0)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """Floats in [0, 1] -> zero mean, unit variance per channel (CIFAR-10 statistics)."""
     mean = torch.tensor(CIFAR10_MEAN, device=images.device)[None, :, None, None]
     std = torch.tensor(CIFAR10_STD, device=images.device)[None, :, None, None]
+    if in_place:
+        return images.sub_(mean).div_(std)
     return (images - mean) / std
 
 
@@ -162,16 +180,14 @@ def augment_batch(images: torch.Tensor, parameters: Dict[str, torch.Tensor],
     """uint8 (N, 3, 32, 32) on any device -> augmented, normalized float32 batch."""
     a = augmentation
     p = {name: value.to(images.device, non_blocking=True) for name, value in parameters.items()}
-    images = random_crop(images, p["crop_y"], p["crop_x"], a.crop_padding)
-    if a.flip:
-        images = torch.where(p["flip"][:, None, None, None], images.flip(-1), images)
-    if a.rotation_degrees:
-        images = rotate(images, p["angle"])
-    images = images.float() / 255
+    if a.crop_padding or a.flip or a.rotation_degrees:
+        images = crop_flip_rotate(images, p["crop_y"], p["crop_x"], p["flip"], p["angle"],
+                                  a.crop_padding)
+    images = images.float().mul_(1 / 255)
     if a.brightness or a.contrast or a.saturation:
         images = color_jitter(images, p["brightness"], p["contrast"], p["saturation"],
                               p["jitter_order"])
-    images = normalize(images)
+    images = normalize(images, in_place=True)
     if a.cutout_size:
         images = cutout(images, p["cutout_y"], p["cutout_x"], a.cutout_size)
     return images
@@ -200,11 +216,19 @@ def fast_batches(images: torch.Tensor, labels: torch.Tensor, augmentation: Augme
                  world_size: int = 1) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of augmented batches from uint8 images (N, 3, 32, 32) kept on the device."""
     batches = epoch_batches(len(labels), batch_size, generator, rank, world_size)
-    # Drawn for every image of the epoch (all ranks alike), then sliced per batch.
+    # Drawn for every image of the epoch (all ranks alike), moved to the device once, then
+    # indexed per batch.
     parameters = draw_parameters(len(labels), augmentation, generator)
+    # One table, so that a batch's parameters are one indexing operation, not eleven.
+    names, widths = list(parameters), [v.shape[1] if v.ndim > 1 else 1 for v in parameters.values()]
+    table = torch.cat([v.reshape(len(labels), -1).float() for v in parameters.values()], 1)
+    table = table.to(images.device)
+    dtypes = [v.dtype for v in parameters.values()]
     for indices in batches:
-        batch_parameters = {name: value[indices] for name, value in parameters.items()}
-        on_device = indices.to(images.device)
+        on_device = indices.to(images.device, non_blocking=True)
+        columns = table[on_device].split(widths, 1)
+        batch_parameters = {name: column.squeeze(1).to(dtype) if width == 1 else column.to(dtype)
+                            for name, column, width, dtype in zip(names, columns, widths, dtypes)}
         yield augment_batch(images[on_device], batch_parameters, augmentation), labels[on_device]
 
 

@@ -5,6 +5,7 @@ import os
 from typing import List, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import seaborn as sns
 import torch
@@ -50,6 +51,7 @@ def training_curves(history: List[dict]) -> plt.Figure:
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
@@ -61,6 +63,7 @@ def lr_schedule(history: List[dict]) -> plt.Figure:
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.step([h["epoch"] for h in history], [h["lr"] for h in history], where="post")
     axis.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedule", yscale="log")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure

@@ -2,13 +2,21 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.augment import (augment_batch, color_jitter, draw_parameters, epoch_batches,
-                             epoch_generator, fast_batches, normalize, per_image_transform,
-                             random_crop, rotate)
+from helpers.augment import (augment_batch, color_jitter, crop_flip_rotate, draw_parameters,
+                             epoch_batches, epoch_generator, fast_batches, normalize,
+                             per_image_transform)
 from helpers.recipes import IMPROVED_AUGMENTATION, REFERENCE_AUGMENTATION, Augmentation
 
 IDENTITY = Augmentation(crop_padding=0, flip=False)
 COUNT = 4000
+
+
+def geometric(batch, crop_y=4, crop_x=4, flip=False, degrees=0.0, padding=4):
+    """crop_flip_rotate with the same settings for every image (defaults: no change)."""
+    n = len(batch)
+    full = lambda value, dtype: torch.full((n,), value, dtype=dtype)
+    return crop_flip_rotate(batch, full(crop_y, torch.long), full(crop_x, torch.long),
+                            full(flip, torch.bool), full(degrees, torch.float32), padding)
 
 
 def images(count=8, seed=0):
@@ -23,7 +31,7 @@ def drawn(augmentation=REFERENCE_AUGMENTATION, count=COUNT):
 def test_identity_settings_return_the_input_unchanged_but_normalized():
     batch = images()
     out = augment_batch(batch, drawn(IDENTITY, len(batch)), IDENTITY)
-    assert torch.allclose(out, normalize(batch.float() / 255))
+    assert torch.allclose(out, normalize(batch.float() / 255), atol=1e-6)
 
 
 def test_crop_offsets_stay_within_the_padding_and_cover_it():
@@ -34,10 +42,16 @@ def test_crop_offsets_stay_within_the_padding_and_cover_it():
 
 def test_crop_shifts_the_image_by_its_offset_and_fills_with_zeros():
     batch = images(2)
-    out = random_crop(batch, torch.tensor([4, 0]), torch.tensor([4, 8]), padding=4)
-    assert torch.equal(out[0], batch[0])                     # offset 4 = centred = unchanged
-    assert torch.equal(out[1, :, 4:, :28], batch[1, :, :28, 4:])
-    assert out[1, :, :4].eq(0).all() and out[1, :, :, 28:].eq(0).all()
+    assert torch.equal(geometric(batch), batch)              # offset 4 = centred = unchanged
+    out = geometric(batch, crop_y=0, crop_x=8)
+    assert torch.equal(out[:, :, 4:, :28], batch[:, :, :28, 4:])
+    assert out[:, :, :4].eq(0).all() and out[:, :, :, 28:].eq(0).all()
+
+
+def test_flip_mirrors_the_image_and_comes_after_the_crop():
+    batch = images(2)
+    assert torch.equal(geometric(batch, flip=True), batch.flip(-1))
+    assert torch.equal(geometric(batch, crop_x=8, flip=True), geometric(batch, crop_x=8).flip(-1))
 
 
 def test_flip_rate_is_about_one_half():
@@ -63,16 +77,16 @@ def test_jitter_order_is_a_random_permutation_per_image():
 def test_zero_rotation_and_unit_jitter_factors_change_nothing():
     batch = images().float() / 255
     ones = torch.ones(len(batch))
-    assert torch.equal(rotate(batch, torch.zeros(len(batch))), batch)
     order = torch.tensor([[0, 1, 2]]).expand(len(batch), 3)
-    assert torch.allclose(color_jitter(batch, ones, ones, ones, order), batch)
+    assert torch.allclose(color_jitter(batch.clone(), ones, ones, ones, order), batch)
 
 
 def test_rotation_by_90_degrees_turns_the_image():
-    batch = torch.zeros(1, 1, 32, 32)
-    batch[0, 0, 0, 10] = 1.0  # a pixel on the top edge
-    turned = rotate(batch, torch.tensor([90.0]))
+    batch = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+    batch[0, 0, 0, 10] = 1  # a pixel on the top edge
+    turned = geometric(batch, degrees=90.0)
     assert turned.sum() == 1 and turned[0, 0, 0, 10] == 0
+    assert torch.equal(turned, torch.rot90(batch, 1, (2, 3)))  # counter-clockwise
 
 
 def test_cutout_zeroes_one_square_of_the_normalized_image():
@@ -114,16 +128,15 @@ def test_batched_jitter_matches_torchvision_for_the_same_factor(factor):
         ones = torch.ones(len(batch))
         factors = [f if i == step else ones for i in range(3)]
         expected = torch.stack([reference(image, factor) for image in batch])
-        assert torch.allclose(color_jitter(batch, *factors, order), expected, atol=1e-5)
+        assert torch.allclose(color_jitter(batch.clone(), *factors, order), expected, atol=1e-5)
 
 
 def test_batched_rotation_matches_torchvision_rotate():
     import torchvision.transforms.functional as TF
 
     batch = images(4)
-    ours = rotate(batch, torch.full((4,), 7.0))
     theirs = torch.stack([TF.rotate(image, 7.0) for image in batch])
-    assert (ours == theirs).float().mean() > 0.97  # nearest-pixel ties may round differently
+    assert (geometric(batch, degrees=7.0) == theirs).float().mean() > 0.97  # rounding of ties
 
 
 def test_batched_and_per_image_pipelines_have_the_same_output_statistics():

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_cli(*arguments):
+    return subprocess.run([sys.executable, "-m", "helpers.cli", *arguments], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_option_value_exits_with_the_reason_not_a_traceback():
+    result = run_cli("--batch-size", "-5")
+    assert result.returncode == 2
+    assert "batch_size=-5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_notebook_parameter_is_an_option():
+    from helpers.config import PARAMETER_NAMES
+
+    help_text = run_cli("--help").stdout
+    assert all(f"--{name.replace('_', '-')}" in help_text for name in PARAMETER_NAMES)
