@@ -82,7 +82,7 @@ def summary(metrics: dict) -> str:
     lines += [
         f"test accuracy      {metrics['test_accuracy']:6.2f} %   (reference report: "
         f"{REFERENCE_TEST_ACCURACY:.2f} %, official test set)",
-        f"best val accuracy  " + (f"{val:6.2f} %" if val is not None else "   n/a (val_size=0)"),
+        "best val accuracy  " + (f"{val:6.2f} %" if val is not None else "   n/a (val_size=0)"),
         f"parameters         {metrics['params']:,}",
         f"recipe             {metrics['recipe']}, {metrics['epochs_completed']} epochs, "
         f"batch {metrics['batch_size']}, pipeline {metrics['pipeline']}",
