@@ -153,7 +153,7 @@ def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
 
 
 def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Figure]:
-    """A grid of training images, spread over the classes, as epoch 1's augmentation shows them."""
+    """A grid of training images, spread over the classes, through the recipe's augmentation."""
     chosen = np.linspace(0, len(data.train) - 1, min(count, len(data.train))).astype(int)
     images, labels = to_device_tensors(data.train.images[chosen], data.train.labels[chosen], "cpu")
     parameters = draw_parameters(len(labels), run.recipe.augmentation, epoch_generator(run.config.seed, 1))

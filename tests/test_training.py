@@ -162,3 +162,20 @@ def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bi
         scheduler.step()
     assert per_step and recipe.lr == pytest.approx(0.2)
     assert rates[0] < rates[19] == pytest.approx(0.2) and rates[-1] < 0.001
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    from helpers.training import EagerFallback
+
+    def broken_compile(module):
+        def compiled(x):
+            raise RuntimeError("no compiler here")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    network = tiny_network().eval()
+    wrapped = EagerFallback(network)
+    images = torch.zeros(2, 3, 32, 32)
+    with pytest.warns(UserWarning, match="torch.compile failed.*eager"):
+        output = wrapped(images)
+    assert torch.equal(output, network(images)) and wrapped.compiled is None
