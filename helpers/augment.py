@@ -216,10 +216,9 @@ def fast_batches(images: torch.Tensor, labels: torch.Tensor, augmentation: Augme
                  world_size: int = 1) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of augmented batches from uint8 images (N, 3, 32, 32) kept on the device."""
     batches = epoch_batches(len(labels), batch_size, generator, rank, world_size)
-    # Drawn for every image of the epoch (all ranks alike), moved to the device once, then
-    # indexed per batch.
+    # Drawn for every image of the epoch (all ranks alike) and moved to the device once, as one
+    # table, so that a batch's parameters take one indexing operation, not eleven.
     parameters = draw_parameters(len(labels), augmentation, generator)
-    # One table, so that a batch's parameters are one indexing operation, not eleven.
     names, widths = list(parameters), [v.shape[1] if v.ndim > 1 else 1 for v in parameters.values()]
     table = torch.cat([v.reshape(len(labels), -1).float() for v in parameters.values()], 1)
     table = table.to(images.device)
