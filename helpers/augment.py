@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Iterator, List, Tuple
 
@@ -166,10 +167,19 @@ def cutout(images: torch.Tensor, centre_y: torch.Tensor, centre_x: torch.Tensor,
     return images.masked_fill(mask[:, None], 0.0)
 
 
+@functools.lru_cache(maxsize=None)
+def _channel_statistics(device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: copying a new host tensor to a GPU makes the CPU wait for the GPU,
+    # which, every batch, would keep the CPU from queueing work ahead of it.
+    def column(values):
+        return torch.tensor(values).to(device)[None, :, None, None]
+
+    return column(CIFAR10_MEAN), column(CIFAR10_STD)
+
+
 def normalize(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """Floats in [0, 1] -> zero mean, unit variance per channel (CIFAR-10 statistics)."""
-    mean = torch.tensor(CIFAR10_MEAN, device=images.device)[None, :, None, None]
-    std = torch.tensor(CIFAR10_STD, device=images.device)[None, :, None, None]
+    mean, std = _channel_statistics(images.device)
     if in_place:
         return images.sub_(mean).div_(std)
     return (images - mean) / std

@@ -55,6 +55,9 @@ class RunConfig:
     num_workers: Optional[int] = None
     eval_batch_size: int = 1024
     progress: str = "auto"
+    recipe_overrides: Optional[Mapping[str, Any]] = None
+    test_each_epoch: bool = False
+    model_weights: Optional[str] = None
 
     def to_dict(self) -> dict:
         """Plain JSON-friendly dict (lists instead of tuples)."""
@@ -68,7 +71,8 @@ PARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
 # Settings that may change between a run and its resumption without changing what is computed:
 # where files go, how progress is shown, and `epochs` (raising it trains longer).
 RESUMABLE_CHANGES = ("epochs", "resume", "output_dir", "figures_dir", "kaggle_test_pkl",
-                     "progress", "compile", "num_workers", "eval_batch_size", "device")
+                     "progress", "compile", "num_workers", "eval_batch_size", "device",
+                     "test_each_epoch")
 
 
 def _literal(name: str, value: Any) -> Any:
@@ -137,6 +141,16 @@ def _as_milestones(value: Any) -> Tuple[int, ...]:
     return epochs
 
 
+def _as_overrides(value: Any) -> Optional[dict]:
+    value = _literal("recipe_overrides", value)
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"recipe_overrides={value!r} must be a dict of recipe settings, "
+                          "e.g. {'label_smoothing': 0.0, 'cutout_size': 8}")
+    return dict(value)  # names and values are checked against the recipe by resolve_recipe
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -193,6 +207,9 @@ def make_config(**parameters: Any) -> RunConfig:
         num_workers=_as_optional("num_workers", raw["num_workers"], _as_int),
         eval_batch_size=_as_int("eval_batch_size", raw["eval_batch_size"]),
         progress=_as_choice("progress", raw["progress"], PROGRESS_MODES),
+        recipe_overrides=_as_overrides(raw["recipe_overrides"]),
+        test_each_epoch=_as_bool("test_each_epoch", raw["test_each_epoch"]),
+        model_weights=_as_optional("model_weights", raw["model_weights"], _as_path),
     )
     _require(1 <= values["epochs"] <= 10_000, f"epochs={values['epochs']} must be between 1 and 10000")
     _require(1 <= values["batch_size"] <= 65_536,

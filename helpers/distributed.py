@@ -83,7 +83,8 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        local_count = torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=x.dtype)
+        # torch.full fills on the device; torch.tensor would copy from the host and wait.
+        local_count = torch.full((1,), x.numel() / x.shape[1], device=x.device, dtype=x.dtype)
         sums = _SumOverRanks.apply(torch.cat([x.sum((0, 2, 3)), local_count]), self.process_group)
         count = sums[-1]
         mean = sums[:-1] / count

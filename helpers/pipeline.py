@@ -6,7 +6,9 @@
     result = train(run, data, network)
     test = evaluate_test(run, data, result)
     submit(run, result)            Kaggle CSV when kaggle_test_pkl is set
-    metrics = finish(run, data, result, test)
+    metrics = finish(run, data, result, test)    metrics.json and model.pt
+
+With `model_weights` set, `train` loads those weights instead of training.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 from . import plots
 from .augment import augment_batch, draw_parameters, epoch_generator, to_device_tensors
-from .checkpoints import load_resumable
+from .checkpoints import load_resumable, load_weights, save_weights
 from .config import ConfigError, RunConfig, check_writable, resolve_device
 from .data import CifarData, load_data, summarize
 from .distributed import DistributedContext, init_distributed
@@ -59,6 +61,11 @@ def start(config: RunConfig) -> Run:
     check_writable("figures_dir", config.figures_dir)
     if config.kaggle_test_pkl is not None:
         load_kaggle_test(config.kaggle_test_pkl)
+    if config.model_weights is not None:
+        if config.resume:
+            raise ConfigError("model_weights and resume=True exclude each other: model_weights "
+                              "evaluates given weights without training, resume continues training")
+        load_weights(config.model_weights, build_resnet())
     resume_state = None
     if config.resume:
         resume_state = load_resumable(os.path.join(config.output_dir, "checkpoint.pt"), config)
@@ -92,6 +99,11 @@ def build_model(run: Run) -> torch.nn.Module:
 
 
 def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult:
+    """Train with the run's recipe, or, with `model_weights` set, load those weights instead."""
+    if run.config.model_weights is not None:
+        load_weights(run.config.model_weights, network)
+        print(f"loaded {run.config.model_weights}: no training in this run")
+        return TrainingResult(network.to(run.device))
     trainer = Trainer(run.config, run.recipe, data, network, run.device, run.context)
     if run.resume_state is not None:
         trainer.resume_from_checkpoint(run.resume_state)
@@ -133,12 +145,14 @@ def submit(run: Run, result: TrainingResult) -> Optional[str]:
 
 
 def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluation) -> dict:
-    """Write metrics.json (rank 0) and return the metrics."""
+    """Write metrics.json and model.pt, the evaluated weights in half precision (rank 0),
+    and return the metrics."""
     metrics = build_metrics(config=run.config, recipe=run.recipe, data=data, device=run.device,
                             params=count_parameters(result.network), result=result,
                             test={"accuracy": test.accuracy, "loss": test.loss})
     if run.context.is_main:
         write_metrics(run.path("metrics.json"), metrics)
+        save_weights(run.path("model.pt"), result.network)
         print(summary(metrics))
     return metrics
 
@@ -162,6 +176,9 @@ def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Fi
 
 
 def training_figures(run: Run, result: TrainingResult) -> Dict[str, plt.Figure]:
+    if not result.history:
+        print("no training curves: the weights were loaded, not trained")
+        return {}
     return _saved(run, {"training_curves": plots.training_curves(result.history),
                         "lr_schedule": plots.lr_schedule(result.history)})
 

@@ -7,10 +7,13 @@ its ablation on the validation split is recorded in the README once a GPU run ha
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig, _as_bool, _as_float, _as_int, _as_milestones
+
+SCHEDULES = ("multistep", "warmup_cosine", "warmup_linear")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class Recipe:
     nesterov: bool
     weight_decay: float
     decay_norm_and_bias: bool            # False: no weight decay on BatchNorm weights and biases
-    schedule: str                        # "multistep" (per epoch) or "warmup_cosine" (per step)
+    schedule: str                        # "multistep" (per epoch), "warmup_cosine" or
+    #                                      "warmup_linear" (per step, down to zero)
     milestones: Tuple[int, ...]          # multistep: epochs at which lr is multiplied by gamma
     gamma: float
     warmup_epochs: float                 # warmup_cosine: linear warmup length
@@ -64,7 +68,11 @@ IMPROVED_LR_PER_256_IMAGES = 0.1
 
 
 def resolve_recipe(config: RunConfig) -> Recipe:
-    """The concrete settings of `config.recipe` for this run."""
+    """The concrete settings of `config.recipe` for this run, with `config.recipe_overrides`."""
+    return apply_overrides(_named_recipe(config), config.recipe_overrides or {})
+
+
+def _named_recipe(config: RunConfig) -> Recipe:
     if config.recipe == "reference":
         return Recipe(name="reference", lr=config.lr, momentum=config.momentum, nesterov=False,
                       weight_decay=config.weight_decay, decay_norm_and_bias=True,
@@ -83,3 +91,66 @@ def resolve_recipe(config: RunConfig) -> Recipe:
                       label_smoothing=0.1, augmentation=IMPROVED_AUGMENTATION,
                       ema_decay=0.999, tta_flip=True)
     raise ValueError(f"unknown recipe {config.recipe!r}")
+
+
+def _in_range(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """A check and its description, e.g. (0, 1] for _in_range(0, 1, low_open=True)."""
+    def check(value: float) -> bool:
+        return (value > low if low_open else value >= low) and \
+            (value < high if high_open else value <= high)
+
+    return check, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _as_schedule(name: str, value: Any) -> str:
+    if value not in SCHEDULES:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, SCHEDULES))}")
+    return value
+
+
+ANY = (lambda value: True, "")
+FRACTION = _in_range(0, 1, high_open=True)
+NON_NEGATIVE = _in_range(0, math.inf)
+# Each setting recipe_overrides may change: how its value is read, and the range it must lie in.
+_SETTINGS: Dict[str, Tuple[Callable[[str, Any], Any], Tuple[Callable[[Any], bool], str]]] = {
+    "lr": (_as_float, _in_range(0, 10, low_open=True)),
+    "momentum": (_as_float, FRACTION),
+    "nesterov": (_as_bool, ANY),
+    "weight_decay": (_as_float, FRACTION),
+    "decay_norm_and_bias": (_as_bool, ANY),
+    "schedule": (_as_schedule, ANY),
+    "milestones": (lambda name, value: _as_milestones(value), ANY),
+    "gamma": (_as_float, _in_range(0, 1, low_open=True)),
+    "warmup_epochs": (_as_float, NON_NEGATIVE),
+    "label_smoothing": (_as_float, FRACTION),
+    "ema_decay": (_as_float, FRACTION),
+    "tta_flip": (_as_bool, ANY),
+    "crop_padding": (_as_int, _in_range(0, 16)),
+    "flip": (_as_bool, ANY),
+    "brightness": (_as_float, NON_NEGATIVE),
+    "contrast": (_as_float, NON_NEGATIVE),
+    "saturation": (_as_float, NON_NEGATIVE),
+    "rotation_degrees": (_as_float, _in_range(0, 180)),
+    "cutout_size": (_as_int, _in_range(0, 32)),
+}
+AUGMENTATION_SETTINGS = tuple(f.name for f in dataclasses.fields(Augmentation))
+
+
+def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
+    """`recipe` with some settings replaced (an ablation changes one ingredient at a time).
+    Augmentation settings are named directly: {"cutout_size": 0}, not nested."""
+    unknown = sorted(set(overrides) - set(_SETTINGS))
+    if unknown:
+        raise ConfigError(f"recipe_overrides: unknown setting(s) {unknown}; "
+                          f"known: {', '.join(_SETTINGS)}")
+    checked = {}
+    for name, value in overrides.items():
+        convert, (valid, expected) = _SETTINGS[name]
+        checked[name] = convert(f"recipe_overrides[{name!r}]", value)
+        if not valid(checked[name]):
+            raise ConfigError(f"recipe_overrides[{name!r}]={value!r} must be {expected}")
+    augmentation = dataclasses.replace(
+        recipe.augmentation, **{k: v for k, v in checked.items() if k in AUGMENTATION_SETTINGS})
+    return dataclasses.replace(
+        recipe, augmentation=augmentation,
+        **{k: v for k, v in checked.items() if k not in AUGMENTATION_SETTINGS})

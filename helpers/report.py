@@ -90,4 +90,7 @@ def summary(metrics: dict) -> str:
         f"{metrics['val_images']} val / {metrics['test_images']} test)",
         f"training time      {metrics['wall_time_s']:.1f} s on {metrics['device']}",
     ]
+    if metrics["config"]["model_weights"] is not None:
+        lines[-2:] = [f"weights            {metrics['config']['model_weights']} (not trained here)",
+                      f"evaluated on       {metrics['device']}"]
     return "\n".join(lines)

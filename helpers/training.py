@@ -2,6 +2,7 @@
 with per-epoch checkpoints, exact resume, best-on-validation selection and clear stops."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -13,7 +14,6 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from .augment import dataloader_batches, epoch_batches, epoch_generator, fast_batches, \
     normalize, to_device_tensors
@@ -44,7 +44,8 @@ def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int,
                    steps_per_epoch: int) -> Tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
-    """(scheduler, steps_each_batch): MultiStepLR per epoch, or warmup + cosine per batch."""
+    """(scheduler, steps_each_batch): MultiStepLR per epoch, or per batch a linear warmup and
+    then a cosine or linear decay to zero."""
     if recipe.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma), False
     warmup = max(1, round(recipe.warmup_epochs * steps_per_epoch))
@@ -53,7 +54,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        progress = (step - warmup) / (total - warmup)
+        if recipe.schedule == "warmup_linear":
+            return 1 - progress
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
 
@@ -87,20 +91,38 @@ class EagerFallback(nn.Module):
         return self.module(x)
 
 
-def ema_update(decay: float) -> Callable:
-    """Exponential moving average whose decay ramps up as min(decay, (1 + n) / (10 + n)) over
-    the first updates n, so short runs are not dominated by the random initial weights."""
+class ExponentialAverage:
+    """Exponential moving average of a network's weights and BatchNorm statistics.
 
-    def update(averaged: List[torch.Tensor], current: List[torch.Tensor], updates: torch.Tensor) -> None:
-        if not averaged[0].is_floating_point():  # BatchNorm's step counters: take the latest
-            for average, value in zip(averaged, current):
-                average.copy_(value)
-            return
-        keep = torch.clamp((1 + updates) / (10 + updates), max=decay).to(averaged[0].dtype)
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates n (the first
+    update copies), so short runs are not dominated by the random initial weights. Unlike
+    torch.optim.swa_utils.AveragedModel, which reads its update counter back from the GPU on
+    every step, the counter lives on the host: an update never makes the CPU wait for the GPU.
+    """
+
+    def __init__(self, network: nn.Module, decay: float):
+        self.module = copy.deepcopy(network).requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, network: nn.Module) -> None:
+        n = self.updates
+        keep = 0.0 if n == 0 else min(self.decay, (1 + n) / (10 + n))
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [*network.parameters(), *network.buffers()]
+        floats = [i for i, tensor in enumerate(averaged) if tensor.is_floating_point()]
+        torch._foreach_lerp_([averaged[i] for i in floats], [current[i] for i in floats], 1 - keep)
         for average, value in zip(averaged, current):
-            average.lerp_(value, 1 - keep)
+            if not average.is_floating_point():  # BatchNorm's batch counters: take the latest
+                average.copy_(value)
+        self.updates += 1
 
-    return update
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
 
 
 def progress_mode(requested: str) -> str:
@@ -141,8 +163,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, torc
     """One pass over `batches`; returns mean loss and accuracy (percent) over the epoch."""
     model.train()
     device = next(model.parameters()).device
-    totals = torch.zeros(3, device=device)  # loss sum, correct, count
-    step = 0
+    totals = torch.zeros(2, device=device)  # loss sum, correct; on the device, read once
+    count, step = 0, 0
     for step, (images, labels) in enumerate(batches, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
@@ -160,15 +182,15 @@ def train_one_epoch(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, torc
             optimizer.step()
         if after_step is not None:  # per-step schedule, EMA
             after_step()
-        detached = loss.detach().float()
-        totals += torch.stack([detached * len(labels),
-                               (logits.argmax(1) == labels).sum().float(),
-                               torch.tensor(float(len(labels)), device=device)])
+        totals += torch.stack([loss.detach().float() * len(labels),
+                               (logits.argmax(1) == labels).sum().float()])
+        count += len(labels)
         # Reading the loss forces a GPU sync, so on GPUs it is checked every few steps only.
         if step % check_every == 0 and not torch.isfinite(totals[0]):
             _stop_on_non_finite(epoch, step)
     if not torch.isfinite(totals[0]):
         _stop_on_non_finite(epoch, step)
+    totals = torch.cat([totals, torch.full((1,), float(count), device=device)])
     loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
     return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
 
@@ -247,14 +269,15 @@ class Trainer:
         self.optimizer = make_optimizer(self.network, recipe)
         self.train_images, self.train_labels = to_device_tensors(data.train.images, data.train.labels, device)
         self.val_images, self.val_labels = to_device_tensors(data.val.images, data.val.labels, device)
+        if config.test_each_epoch:  # for time-to-accuracy figures only; never used for choices
+            self.test_images, self.test_labels = to_device_tensors(data.test.images, data.test.labels, device)
         self.steps_per_epoch = len(epoch_batches(len(data.train), config.batch_size,
                                                  epoch_generator(0, 0), 0, context.world_size))
         self.scheduler, self.scheduler_per_step = make_scheduler(
             self.optimizer, recipe, config.epochs, self.steps_per_epoch)
         self.ema = None
         if recipe.ema_decay:
-            self.ema = AveragedModel(self.network, multi_avg_fn=ema_update(recipe.ema_decay),
-                                     use_buffers=True)
+            self.ema = ExponentialAverage(self.network, recipe.ema_decay)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self.history: List[dict] = []
         self.best_val_accuracy: Optional[float] = None
@@ -324,7 +347,7 @@ class Trainer:
         if self.scheduler_per_step:
             self.scheduler.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.network)
+            self.ema.update(self.network)
 
     def run_epoch(self, epoch: int) -> dict:
         """Train one epoch, validate, and return its history entry."""
@@ -346,12 +369,19 @@ class Trainer:
             self.scheduler.step()
         val = {"loss": None, "accuracy": None}
         if len(self.data.val):
-            val = evaluate(self.evaluated_network, self.val_images, self.val_labels,
-                           self.config.eval_batch_size, self.recipe.tta_flip, self.amp_dtype,
-                           self.channels_last, self.context)
+            val = self.evaluate(self.val_images, self.val_labels)
+        seconds = time.perf_counter() - started  # the test evaluation below is not counted
+        test_accuracy = None
+        if self.config.test_each_epoch:
+            test_accuracy = self.evaluate(self.test_images, self.test_labels)["accuracy"]
         return {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
                 "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-                "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - started}
+                "val_accuracy": val["accuracy"], "seconds": seconds,
+                "test_accuracy": test_accuracy}
+
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
+        return evaluate(self.evaluated_network, images, labels, self.config.eval_batch_size,
+                        self.recipe.tta_flip, self.amp_dtype, self.channels_last, self.context)
 
     def fit(self) -> TrainingResult:
         """Train from start_epoch to config.epochs; an interrupt keeps the last whole epoch."""
@@ -392,6 +422,7 @@ def format_epoch(entry: dict, epochs: int) -> str:
     """One concise log line per epoch."""
     val = "" if entry["val_accuracy"] is None else \
         f"  val loss {entry['val_loss']:.3f} acc {entry['val_accuracy']:5.2f}%"
+    test = "" if entry.get("test_accuracy") is None else f"  (test acc {entry['test_accuracy']:5.2f}%)"
     return (f"epoch {entry['epoch']:>3}/{epochs}  lr {entry['lr']:.4g}  train loss "
             f"{entry['train_loss']:.3f} acc {entry['train_accuracy']:5.2f}%{val}  "
-            f"{entry['seconds']:.1f} s")
+            f"{entry['seconds']:.1f} s{test}")

@@ -67,3 +67,73 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     torch.save({"model": {}, "evil": Payload()}, path)
     with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
         load_checkpoint(path)
+
+
+def test_weights_file_is_half_precision_and_loads_with_weights_only(tmp_path):
+    from helpers.checkpoints import load_weights, save_weights
+    from helpers.model import build_resnet
+
+    torch.manual_seed(0)
+    network = build_resnet()
+    path = str(tmp_path / "model.pt")
+    save_weights(path, network)
+    state = torch.load(path, weights_only=True)
+    assert state["classifier.weight"].dtype == torch.float16 and os.path.getsize(path) < 10e6
+    restored = load_weights(path, build_resnet())
+    assert torch.allclose(restored.classifier.weight, network.classifier.weight, atol=1e-3)
+    assert restored.classifier.weight.dtype == torch.float32
+
+
+def _pipeline_config(tmp_path, **overrides):
+    from helpers.config import make_config
+
+    return make_config(**{"data_source": "synthetic", "train_subset": 50, "val_size": 0,
+                          "progress": "none", "output_dir": str(tmp_path / "out"),
+                          "figures_dir": str(tmp_path / "figures"), **overrides})
+
+
+def test_model_weights_evaluate_without_training(tmp_path):
+    from helpers import pipeline as stages
+    from helpers.checkpoints import save_weights
+    from helpers.model import build_resnet
+    from helpers.training import predict_logits
+
+    torch.manual_seed(3)
+    trained = build_resnet()
+    save_weights(str(tmp_path / "model.pt"), trained)
+    run = stages.start(_pipeline_config(tmp_path, model_weights=str(tmp_path / "model.pt"),
+                                        device="cpu"))
+    data = stages.load(run)
+    result = stages.train(run, data, stages.build_model(run))
+    test = stages.evaluate_test(run, data, result)
+    metrics = stages.finish(run, data, result, test)
+    assert result.history == [] and metrics["epochs_completed"] == 0
+    assert stages.training_figures(run, result) == {}
+    images = torch.from_numpy(data.test.images).permute(0, 3, 1, 2)
+    expected = predict_logits(trained.half().float(), images, 256).argmax(1).numpy()
+    assert (test.predicted == expected).mean() > 0.99  # fp16 weights: ties may flip
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "no such file"),
+    ("garbage", "is not a readable weights file"),
+    ("other network", "does not fit this network"),
+    ("with resume", "exclude each other"),
+])
+def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
+    from helpers import pipeline as stages
+    from helpers.checkpoints import save_weights
+    from helpers.config import ConfigError
+    from helpers.model import build_resnet
+
+    path = tmp_path / "model.pt"
+    if problem == "garbage":
+        path.write_bytes(b"not a torch file")
+    elif problem in ("other network", "with resume"):
+        save_weights(str(path), build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2),
+                                             stem_width=8) if problem == "other network"
+                     else build_resnet())
+    with pytest.raises((CheckpointError, ConfigError)) as error:
+        stages.start(_pipeline_config(tmp_path, model_weights=str(path),
+                                      resume=problem == "with resume"))
+    assert message in str(error.value)

@@ -86,3 +86,43 @@ def test_config_differences_ignore_epochs_but_list_run_changing_settings():
     assert config_differences(saved, make_config(epochs=100, output_dir="elsewhere")) == []
     differences = config_differences(saved, make_config(batch_size=128, seed=3))
     assert any("batch_size" in d for d in differences) and any("seed" in d for d in differences)
+
+
+def test_recipe_overrides_change_one_ingredient_and_keep_the_rest():
+    import dataclasses
+
+    from helpers.recipes import resolve_recipe
+
+    shipped = resolve_recipe(make_config(recipe="improved"))
+    # papermill's -p delivers the dict as a string
+    changed = resolve_recipe(make_config(recipe="improved",
+                                         recipe_overrides="{'cutout_size': 8, 'ema_decay': 0}"))
+    assert changed.augmentation == dataclasses.replace(shipped.augmentation, cutout_size=8)
+    assert changed.ema_decay == 0.0
+    assert dataclasses.replace(changed, augmentation=shipped.augmentation, ema_decay=0.999) == shipped
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"cutout": 8}, "unknown setting(s) ['cutout']"),
+    ({"cutout_size": 40}, "recipe_overrides['cutout_size']=40 must be in [0, 32]"),
+    ({"label_smoothing": 1.0}, "must be in [0, 1)"),
+    ({"schedule": "onecycle"}, "is not one of 'multistep', 'warmup_cosine', 'warmup_linear'"),
+    ({"tta_flip": "maybe"}, "must be True or False"),
+    ("[1, 2]", "must be a dict of recipe settings"),
+])
+def test_bad_recipe_overrides_are_refused_before_any_work(tmp_path, overrides, message):
+    from helpers import pipeline as stages
+
+    with pytest.raises(ConfigError) as error:
+        stages.start(make_config(recipe="improved", recipe_overrides=overrides,
+                                 output_dir=str(tmp_path), figures_dir=str(tmp_path)))
+    assert message in str(error.value)
+
+
+def test_every_recipe_setting_but_its_name_can_be_overridden():
+    import dataclasses
+
+    from helpers.recipes import _SETTINGS, Augmentation, Recipe
+
+    fields = {f.name for f in dataclasses.fields(Recipe)} | {f.name for f in dataclasses.fields(Augmentation)}
+    assert set(_SETTINGS) == fields - {"name", "augmentation"}

@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from helpers import pipeline as stages
 from helpers.checkpoints import CheckpointError, load_checkpoint, load_resumable
@@ -10,7 +11,7 @@ from helpers.config import make_config
 from helpers.data import load_data
 from helpers.model import build_resnet
 from helpers.recipes import resolve_recipe
-from helpers.training import (NonFiniteLossError, Trainer, evaluate, make_scheduler,
+from helpers.training import (ExponentialAverage, NonFiniteLossError, Trainer, evaluate, make_scheduler,
                               make_optimizer, train_one_epoch)
 
 
@@ -122,6 +123,17 @@ def test_without_validation_best_checkpoint_is_the_last_epoch(tmp_path):
     assert result.best_val_accuracy is None
 
 
+def test_test_accuracy_each_epoch_is_recorded_but_chooses_nothing(tmp_path):
+    config = tiny_config(tmp_path, epochs=2, val_size=0, test_each_epoch=True)
+    data = load_data(config)
+    trainer = tiny_trainer(config, data)
+    result = trainer.fit()
+    final = evaluate(result.network, trainer.test_images, trainer.test_labels, batch_size=64)
+    assert [h["test_accuracy"] for h in result.history][-1] == pytest.approx(final["accuracy"])
+    assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
+    assert tiny_trainer(tiny_config(tmp_path, epochs=1)).fit().history[0]["test_accuracy"] is None
+
+
 def test_training_learns_the_synthetic_classes():
     torch.manual_seed(0)
     network = tiny_network()
@@ -164,6 +176,21 @@ def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bi
     assert rates[0] < rates[19] == pytest.approx(0.2) and rates[-1] < 0.001
 
 
+def test_linear_schedule_falls_from_the_peak_to_zero_in_a_straight_line():
+    recipe = resolve_recipe(make_config(recipe="improved", recipe_overrides={
+        "schedule": "warmup_linear", "warmup_epochs": 1}))
+    optimizer = make_optimizer(tiny_network(), recipe)
+    scheduler, _ = make_scheduler(optimizer, recipe, epochs=5, steps_per_epoch=10)
+    rates = []
+    for _ in range(50):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    decay = rates[10:]
+    assert rates[9] == pytest.approx(0.1) and decay[20] == pytest.approx(0.05)
+    assert [a - b for a, b in zip(decay, decay[1:])] == pytest.approx([0.1 / 40] * 39)
+
+
 def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     from helpers.training import EagerFallback
 
@@ -179,3 +206,23 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="torch.compile failed.*eager"):
         output = wrapped(images)
     assert torch.equal(output, network(images)) and wrapped.compiled is None
+
+
+def test_weight_average_copies_first_then_ramps_its_decay_and_tracks_batchnorm():
+    network = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    average = ExponentialAverage(network, decay=0.5)
+    weight = network[0].weight
+    expected = None
+    for n, value in enumerate([1.0, 3.0, -2.0, 5.0]):
+        with torch.no_grad():
+            weight.fill_(value)
+            network[1].num_batches_tracked.fill_(n + 7)
+        average.update(network)
+        keep = 0.0 if n == 0 else min(0.5, (1 + n) / (10 + n))
+        expected = value if expected is None else keep * expected + (1 - keep) * value
+        assert torch.allclose(average.module[0].weight, torch.full_like(weight, expected))
+        assert int(average.module[1].num_batches_tracked) == n + 7
+    restored = ExponentialAverage(network, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 4
+    assert torch.equal(restored.module[0].weight, average.module[0].weight)
