@@ -19,13 +19,14 @@ last line is one JSON object. Ratios, not absolute numbers, are the point: measu
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,19 +40,19 @@ from helpers.report import git_commit  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
 
 
-def timed(batches: Iterator, consume: Callable, warmup: int, measured: int, device) -> float:
+def timed(batches: Iterator, consume: Callable[[Iterable], int], warmup: int, measured: int,
+          device) -> float:
     """Images per second over `measured` batches, after `warmup` batches (worker start-up,
-    cudnn autotuning and allocator growth excluded)."""
+    cudnn autotuning and allocator growth excluded). `consume` takes the batches as one stream,
+    as an epoch would, so the GPU can run behind the CPU as it does in training."""
     def synchronize():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
-        consume(next(batches))
+    consume(itertools.islice(batches, warmup))
     synchronize()
-    started, images = time.perf_counter(), 0
-    for _ in range(measured):
-        images += consume(next(batches))
+    started = time.perf_counter()
+    images = consume(itertools.islice(batches, measured))
     synchronize()
     return images / (time.perf_counter() - started)
 
@@ -121,10 +122,17 @@ def main() -> None:
         return fast_batches(device_pixels, device_labels, REFERENCE_AUGMENTATION, batch_size,
                             epoch_generator(0, epoch))
 
-    def deliver(batch):  # `data`: the batch on the device, as training would receive it
-        images, targets = batch
-        images.to(device, non_blocking=True)
-        return len(targets)
+    def deliver(batches):  # `data`: the batches on the device, as training would receive them
+        count = 0
+        for images, targets in batches:
+            images.to(device, non_blocking=True)
+            count += len(targets)
+        return count
+
+    def counted(batches, counter):
+        for batch in batches:
+            counter[0] += len(batch[1])
+            yield batch
 
     def trainer(fast: bool) -> Callable:
         torch.manual_seed(0)
@@ -137,12 +145,14 @@ def main() -> None:
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         loss_fn = torch.nn.CrossEntropyLoss()
 
-        def step(batch):
-            train_one_epoch(network, [batch], optimizer, loss_fn, epoch=1, scaler=scaler,
-                            amp_dtype=amp_dtype, channels_last=channels_last, check_every=10**9)
-            return len(batch[1])
+        def steps(batches):
+            images = [0]
+            train_one_epoch(network, counted(batches, images), optimizer, loss_fn, epoch=1,
+                            scaler=scaler, amp_dtype=amp_dtype, channels_last=channels_last,
+                            check_every=25)
+            return images[0]
 
-        return step
+        return steps
 
     def measure(make_epoch: Callable, consume: Callable) -> float:
         batches = endless(make_epoch)

@@ -1,0 +1,136 @@
+"""Where a training step's time goes: GPU busy time against wall time, the top kernels, and
+how often the CPU had to wait for the GPU.
+
+    python benchmarks/profile_step.py --recipe reference --json
+    python benchmarks/profile_step.py --recipe improved --steps 40
+
+The step is the Trainer's own (fast pipeline, the recipe's augmentation, schedule and EMA,
+autocast and channels_last on CUDA), on random uint8 images. Three measurements:
+
+* wall: milliseconds per step over `--steps` steps, without the profiler;
+* kernels: GPU kernel milliseconds per step from torch.profiler; kernels / wall is the share of
+  the time the GPU computes. Far below 1, the CPU cannot queue work fast enough (launch-bound);
+* waits: calls that made the CPU wait for the GPU during those steps, counted by
+  torch.cuda.set_sync_debug_mode (CUDA only; the epoch's final loss check is one).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from helpers.config import make_config  # noqa: E402
+from helpers.data import CifarData, ImageSet  # noqa: E402
+from helpers.model import build_resnet  # noqa: E402
+from helpers.recipes import resolve_recipe  # noqa: E402
+from helpers.report import git_commit  # noqa: E402
+from helpers.training import Trainer, train_one_epoch  # noqa: E402
+
+
+def random_data(count: int) -> CifarData:
+    rng = np.random.default_rng(0)
+    images = ImageSet(rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8),
+                      rng.integers(0, 10, count).astype(np.int64))
+    empty = images.take(np.arange(0))
+    return CifarData(images, empty, empty, source="random")
+
+
+def kernel_milliseconds(event) -> float:
+    """An event's own GPU time (the attribute's name changed across torch versions)."""
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        if hasattr(event, name):
+            return getattr(event, name) / 1000
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", choices=("reference", "improved"), default="reference")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--top", type=int, default=12, help="kernels listed")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    config = make_config(recipe=args.recipe, batch_size=args.batch_size, device=args.device,
+                         progress="none", output_dir=os.path.join("/tmp", "profile_step"))
+    torch.manual_seed(0)
+    trainer = Trainer(config, resolve_recipe(config), random_data(args.batch_size * (2 * args.steps + 10)),
+                      build_resnet(), device)
+    batches = itertools.chain.from_iterable(trainer.batches(epoch) for epoch in itertools.count(1))
+
+    def run(steps: int) -> float:
+        """Seconds for `steps` training steps, streamed as in an epoch."""
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        train_one_epoch(trainer.model, itertools.islice(batches, steps), trainer.optimizer,
+                        trainer.loss_fn, epoch=1, after_step=trainer.after_step,
+                        scaler=trainer.scaler, amp_dtype=trainer.amp_dtype,
+                        channels_last=trainer.channels_last, check_every=25)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    run(10)  # cudnn autotuning, allocator growth
+    wall_ms = 1000 * run(args.steps) / args.steps
+
+    waits = None
+    if cuda:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            run(args.steps)
+            torch.cuda.set_sync_debug_mode("default")
+        waits = sum("synchroniz" in str(w.message) for w in caught)
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        profiled_s = run(args.steps)
+    events = [e for e in profiler.key_averages() if kernel_milliseconds(e) > 0]
+    kernel_ms = sum(kernel_milliseconds(e) for e in events) / args.steps
+    top = sorted(events, key=kernel_milliseconds, reverse=True)[:args.top]
+
+    result = {
+        "recipe": args.recipe,
+        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "wall_ms_per_step": round(wall_ms, 3),
+        "images_per_s": round(1000 * args.batch_size / wall_ms, 1),
+        "kernel_ms_per_step": round(kernel_ms, 3) if cuda else None,
+        "gpu_busy_share": round(kernel_ms / wall_ms, 3) if cuda else None,
+        "profiled_wall_ms_per_step": round(1000 * profiled_s / args.steps, 3),
+        "waits_for_gpu": waits,
+        "top_kernels": [{"name": e.key[:90], "ms_per_step": round(kernel_milliseconds(e) / args.steps, 3),
+                         "calls_per_step": round(e.count / args.steps, 1)} for e in top],
+        "torch": torch.__version__,
+        "commit": git_commit(),
+    }
+    print(f"{args.recipe} on {result['device']}: {wall_ms:.2f} ms per step of {args.batch_size} "
+          f"({result['images_per_s']:,.0f} img/s)")
+    if cuda:
+        print(f"GPU kernels {kernel_ms:.2f} ms per step: busy {kernel_ms / wall_ms:.0%} of the time; "
+              f"{waits} waits for the GPU in {args.steps} steps")
+    for kernel in result["top_kernels"]:
+        print(f"  {kernel['ms_per_step']:8.3f} ms  x{kernel['calls_per_step']:<6} {kernel['name']}")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
