@@ -45,7 +45,6 @@ def folder_name(variant: str) -> str:
 
 
 def command(variant: str, args: argparse.Namespace) -> List[str]:
-    folder = os.path.join(args.out, folder_name(variant))
     return [sys.executable, "-m", "helpers.cli", "--recipe", "improved",
             "--recipe_overrides", repr(VARIANTS[variant]), "--epochs", str(args.epochs),
             "--val_size", str(args.val_size), "--seed", str(args.seed),

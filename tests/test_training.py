@@ -149,29 +149,29 @@ def test_training_learns_the_synthetic_classes():
     assert evaluate(network, raw, labels, batch_size=64)["accuracy"] > 60
 
 
-def test_reference_schedule_divides_lr_by_ten_at_each_milestone():
-    config = make_config(milestones=[2, 4], epochs=5)
-    optimizer = make_optimizer(tiny_network(), resolve_recipe(config))
-    scheduler, per_step = make_scheduler(optimizer, resolve_recipe(config), 5, 10)
+def scheduled_rates(recipe, epochs, steps_per_epoch, calls):
+    """(learning rate before each of `calls` scheduler steps, steps per batch?, optimizer)."""
+    optimizer = make_optimizer(tiny_network(), recipe)
+    scheduler, per_step = make_scheduler(optimizer, recipe, epochs, steps_per_epoch)
     rates = []
-    for _ in range(5):
+    for _ in range(calls):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return rates, per_step, optimizer
+
+
+def test_reference_schedule_divides_lr_by_ten_at_each_milestone():
+    rates, per_step, _ = scheduled_rates(resolve_recipe(make_config(milestones=[2, 4], epochs=5)),
+                                         5, 10, calls=5)
     assert not per_step and rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
 
 
 def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bias():
     recipe = resolve_recipe(make_config(recipe="improved", batch_size=512))
-    optimizer = make_optimizer(tiny_network(), recipe)
+    rates, per_step, optimizer = scheduled_rates(recipe, 10, 10, calls=100)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4, 0.0]
     assert all(p.ndim <= 1 for p in optimizer.param_groups[1]["params"])
-    scheduler, per_step = make_scheduler(optimizer, recipe, epochs=10, steps_per_epoch=10)
-    rates = []
-    for _ in range(100):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
     assert per_step and recipe.lr == pytest.approx(0.2)
     assert rates[0] < rates[19] == pytest.approx(0.2) and rates[-1] < 0.001
 
@@ -179,13 +179,7 @@ def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bi
 def test_linear_schedule_falls_from_the_peak_to_zero_in_a_straight_line():
     recipe = resolve_recipe(make_config(recipe="improved", recipe_overrides={
         "schedule": "warmup_linear", "warmup_epochs": 1}))
-    optimizer = make_optimizer(tiny_network(), recipe)
-    scheduler, _ = make_scheduler(optimizer, recipe, epochs=5, steps_per_epoch=10)
-    rates = []
-    for _ in range(50):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    rates, _, _ = scheduled_rates(recipe, 5, 10, calls=50)
     decay = rates[10:]
     assert rates[9] == pytest.approx(0.1) and decay[20] == pytest.approx(0.05)
     assert [a - b for a, b in zip(decay, decay[1:])] == pytest.approx([0.1 / 40] * 39)

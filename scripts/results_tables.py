@@ -1,0 +1,191 @@
+"""The README's results tables, generated from the committed runs under results/.
+
+    python scripts/results_tables.py           rewrite the generated blocks of README.md
+    python scripts/results_tables.py --check   exit 1 if README.md is not what results/ says
+
+Each generated block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`
+in README.md; everything outside the markers is written by hand. Runs are the folders of
+results/ with a metrics.json; runs that differ only in their seed form one row.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+from typing import Callable, Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
+EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
+
+
+def load_runs(results_dir: str) -> List[dict]:
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "metrics.json"))):
+        with open(path) as file:
+            metrics = json.load(file)
+        metrics["folder"] = os.path.basename(os.path.dirname(path))
+        runs.append(metrics)
+    return runs
+
+
+def data_label(run: dict) -> str:
+    source = {"folder": "CIFAR-10 (JPEG mirror)", "torchvision": "CIFAR-10 (official)",
+              "synthetic": "SYNTHETIC"}[run["data_source"]]
+    return source + ("" if run["train_images"] + run["val_images"] == 50_000
+                     else f", {run['train_images'] + run['val_images']:,} images")
+
+
+def recipe_label(run: dict) -> str:
+    overrides = run["config"].get("recipe_overrides")
+    label = f"{run['recipe']}, {run['epochs']} epochs, batch {run['batch_size']}"
+    return label + (f", `recipe_overrides={overrides}`" if overrides else "")
+
+
+def group_key(run: dict) -> tuple:
+    """Runs that differ only in seed (and where their files went) belong to one row."""
+    config = {k: v for k, v in run["config"].items()
+              if k not in ("seed", "output_dir", "figures_dir", "test_each_epoch", "progress")}
+    return (json.dumps(config, sort_keys=True), run["device"], run["commit"])
+
+
+def time_to(run: dict, threshold: float) -> str:
+    """Epoch and training seconds at which the test accuracy first reached `threshold`."""
+    tested = [h for h in run["history"] if h.get("test_accuracy") is not None]
+    if not tested:
+        return "not recorded"
+    elapsed = 0.0
+    for entry in run["history"]:
+        elapsed += entry["seconds"]
+        if entry.get("test_accuracy") is not None and entry["test_accuracy"] >= threshold:
+            return f"epoch {entry['epoch']}, {elapsed:.0f} s"
+    return f"not reached (best {max(h['test_accuracy'] for h in tested):.2f} %)"
+
+
+def per_run(group: List[dict], cell: Callable[[dict], str]) -> str:
+    """One value per run, separated by slashes; once when all runs agree."""
+    values = [cell(run) for run in group]
+    return values[0] if len(set(values)) == 1 else " / ".join(values)
+
+
+def accuracy_cell(group: List[dict]) -> str:
+    values = [r["test_accuracy"] for r in group]
+    if len(values) == 1:
+        cell = f"{values[0]:.2f} %"
+    else:
+        cell = (f"**{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} %** "
+                f"({', '.join(f'{v:.2f}' for v in values)}; mean ± sample std)")
+    best_val = [r["best_val_accuracy"] for r in group if r["best_val_accuracy"] is not None]
+    if best_val:
+        cell += f" (best val {', '.join(f'{v:.2f}' for v in best_val)} %)"
+    return cell
+
+
+def runs_table(runs: List[dict]) -> str:
+    groups: Dict[tuple, List[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+    lines = ["| recipe | runs | data | test accuracy | training time | seeds | hardware | commit | "
+             + " | ".join(f"first ≥ {t:g} %" for t in THRESHOLDS) + " |",
+             "|---" * (8 + len(THRESHOLDS)) + "|"]
+    def order(group: List[dict]) -> tuple:  # GPU before CPU, reference first, as shipped first
+        run = group[0]
+        return (run["device"] == "cpu", run["recipe"] != "reference",
+                bool(run["config"].get("recipe_overrides")), run["val_images"])
+
+    for group in sorted(groups.values(), key=order):
+        group.sort(key=lambda r: r["seed"])
+        first = group[0]
+        folders = ", ".join(f"[{r['folder']}](results/{r['folder']})" for r in group)
+        lines.append("| " + " | ".join([
+            recipe_label(first) + (f", `val_size={first['config']['val_size']}`"),
+            folders, data_label(first), accuracy_cell(group),
+            ", ".join(f"{r['wall_time_s']:.0f} s" for r in group),
+            ", ".join(str(r["seed"]) for r in group),
+            first["device"].replace("cuda: ", ""), first["commit"][:7],
+            *(per_run(group, lambda r: time_to(r, t)) for t in THRESHOLDS)]) + " |")
+    return "\n".join(lines)
+
+
+def final_val(run: dict) -> float:
+    return run["history"][-1]["val_accuracy"]
+
+
+def partial_log(path: str) -> Optional[tuple]:
+    """(last epoch, of epochs, its val accuracy) from a CLI log cut off before the end."""
+    last = None
+    with open(path) as file:
+        for line in file:
+            match = EPOCH_LINE.search(line)
+            if match:
+                last = (int(match[1]), int(match[2]), float(match[3]))
+    return last
+
+
+def ablation_table(results_dir: str) -> str:
+    with open(os.path.join(results_dir, "ablation", "ablation.json")) as file:
+        ablation = json.load(file)
+    outcomes = {v["variant"]: v for v in ablation["variants"]}
+    shipped = outcomes["shipped"]["final_val_accuracy"]
+    lines = [f"| variant (one change to the shipped recipe) | `recipe_overrides` | val accuracy, "
+             f"{ablation['epochs']} epochs | vs shipped | run |", "|---|---|---|---|---|"]
+    for name, outcome in outcomes.items():
+        if not outcome["complete"]:
+            lines.append(f"| {name} | `{outcome['overrides']}` | incomplete | | |")
+            continue
+        delta = outcome["final_val_accuracy"] - shipped
+        chosen = " (chosen by the rule)" if name == ablation["chosen"] else ""
+        lines.append(f"| {name}{chosen} | `{outcome['overrides'] or '{}'}` | "
+                     f"{outcome['final_val_accuracy']:.2f} % | {delta:+.2f} | "
+                     f"[{outcome['folder']}](results/ablation/{outcome['folder']}) |")
+    lines += ["", "Full length (the 75-epoch schedule), same seed and split:", "",
+              "| variant | val accuracy | run |", "|---|---|---|"]
+    shipped_75 = os.path.join(results_dir, "improved-val-seed0", "metrics.json")
+    with open(shipped_75) as file:
+        shipped_run = json.load(file)
+    lines.append(f"| shipped | {final_val(shipped_run):.2f} % at epoch 75 (best {shipped_run['best_val_accuracy']:.2f} %) "
+                 "| [improved-val-seed0](results/improved-val-seed0) |")
+    for log in sorted(glob.glob(os.path.join(results_dir, "ablation", "*-75epochs-val", "log.txt"))):
+        folder = os.path.basename(os.path.dirname(log))
+        epoch, epochs, accuracy = partial_log(log)
+        same_point = shipped_run["history"][epoch - 1]["val_accuracy"]
+        stopped = "" if epoch == epochs else f" (run stopped by the time limit; shipped at epoch {epoch}: {same_point:.2f} %)"
+        lines.append(f"| {folder.replace('-75epochs-val', '').replace('-', ' ')} | {accuracy:.2f} % at "
+                     f"epoch {epoch} of {epochs}{stopped} | [{folder}](results/ablation/{folder}) |")
+    return "\n".join(lines)
+
+
+def render(readme: str, blocks: Dict[str, str]) -> str:
+    for name, text in blocks.items():
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- end generated: {name} -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no '<!-- generated: {name} -->' block")
+        readme = pattern.sub(lambda m: m[1] + text + "\n" + m[2], readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--results", default=os.path.join(ROOT, "results"))
+    parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    args = parser.parse_args()
+    with open(args.readme) as file:
+        current = file.read()
+    updated = render(current, {"runs": runs_table(load_runs(args.results)),
+                               "ablation": ablation_table(args.results)})
+    if args.check:
+        if updated != current:
+            print("README.md's generated tables are out of date: run python scripts/results_tables.py")
+            sys.exit(1)
+        return
+    with open(args.readme, "w") as file:
+        file.write(updated)
+
+
+if __name__ == "__main__":
+    main()
