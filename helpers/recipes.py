@@ -2,7 +2,8 @@
 
 "reference" is the Spring 2025 report's recipe, built from the notebook's optimizer parameters.
 "improved" is a fixed set of ingredients known to work on CIFAR-10 (see ../shared/RECIPES.md);
-its ablation on the validation split is recorded in the README once a GPU run has measured it.
+its ablation on the validation split (README, results/ablation/) kept every one of them.
+`recipe_overrides` changes single settings of either recipe, checked by `apply_overrides`.
 """
 from __future__ import annotations
 
