@@ -151,9 +151,29 @@ def _as_overrides(value: Any) -> Optional[dict]:
     return dict(value)  # names and values are checked against the recipe by resolve_recipe
 
 
+def in_range(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """A range check and its description, e.g. "in (0, 1]" for in_range(0, 1, low_open=True)."""
+    def check(value: float) -> bool:
+        return (value > low if low_open else value >= low) and \
+            (value < high if high_open else value <= high)
+
+    return check, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+# Ranges shared by the notebook's optimizer parameters and recipe_overrides.
+LR_RANGE = in_range(0, 10, low_open=True)
+FRACTION = in_range(0, 1, high_open=True)   # momentum, weight decay, label smoothing, EMA decay
+GAMMA_RANGE = in_range(0, 1, low_open=True)
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def _require_in(name: str, value: float, value_range) -> None:
+    valid, expected = value_range
+    _require(valid(value), f"{name}={value} must be {expected}")
 
 
 def _check_device(device: str) -> str:
@@ -214,10 +234,9 @@ def make_config(**parameters: Any) -> RunConfig:
     _require(1 <= values["epochs"] <= 10_000, f"epochs={values['epochs']} must be between 1 and 10000")
     _require(1 <= values["batch_size"] <= 65_536,
              f"batch_size={values['batch_size']} must be a positive integer (at most 65536)")
-    _require(0 < values["lr"] <= 10, f"lr={values['lr']} must be in (0, 10]")
-    _require(0 <= values["momentum"] < 1, f"momentum={values['momentum']} must be in [0, 1)")
-    _require(0 <= values["weight_decay"] < 1, f"weight_decay={values['weight_decay']} must be in [0, 1)")
-    _require(0 < values["gamma"] <= 1, f"gamma={values['gamma']} must be in (0, 1]")
+    for name, value_range in (("lr", LR_RANGE), ("momentum", FRACTION),
+                              ("weight_decay", FRACTION), ("gamma", GAMMA_RANGE)):
+        _require_in(name, values[name], value_range)
     _require(values["seed"] >= 0, f"seed={values['seed']} must be a non-negative integer")
     _require(values["val_size"] >= 0, f"val_size={values['val_size']} must be 0 (no validation) or more")
     _require(values["train_subset"] is None or values["train_subset"] >= 10,

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Tuple
 
-from .config import ConfigError, RunConfig, _as_bool, _as_float, _as_int, _as_milestones
+from .config import (FRACTION, GAMMA_RANGE, LR_RANGE, ConfigError, RunConfig, _as_bool,
+                     _as_choice, _as_float, _as_int, _as_milestones, in_range)
 
 SCHEDULES = ("multistep", "warmup_cosine", "warmup_linear")
 
@@ -94,45 +95,33 @@ def _named_recipe(config: RunConfig) -> Recipe:
     raise ValueError(f"unknown recipe {config.recipe!r}")
 
 
-def _in_range(low: float, high: float, low_open: bool = False, high_open: bool = False):
-    """A check and its description, e.g. (0, 1] for _in_range(0, 1, low_open=True)."""
-    def check(value: float) -> bool:
-        return (value > low if low_open else value >= low) and \
-            (value < high if high_open else value <= high)
-
-    return check, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
 def _as_schedule(name: str, value: Any) -> str:
-    if value not in SCHEDULES:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, SCHEDULES))}")
-    return value
+    return _as_choice(name, value, SCHEDULES)
 
 
 ANY = (lambda value: True, "")
-FRACTION = _in_range(0, 1, high_open=True)
-NON_NEGATIVE = _in_range(0, math.inf)
+NON_NEGATIVE = in_range(0, math.inf)
 # Each setting recipe_overrides may change: how its value is read, and the range it must lie in.
 _SETTINGS: Dict[str, Tuple[Callable[[str, Any], Any], Tuple[Callable[[Any], bool], str]]] = {
-    "lr": (_as_float, _in_range(0, 10, low_open=True)),
+    "lr": (_as_float, LR_RANGE),
     "momentum": (_as_float, FRACTION),
     "nesterov": (_as_bool, ANY),
     "weight_decay": (_as_float, FRACTION),
     "decay_norm_and_bias": (_as_bool, ANY),
     "schedule": (_as_schedule, ANY),
     "milestones": (lambda name, value: _as_milestones(value), ANY),
-    "gamma": (_as_float, _in_range(0, 1, low_open=True)),
+    "gamma": (_as_float, GAMMA_RANGE),
     "warmup_epochs": (_as_float, NON_NEGATIVE),
     "label_smoothing": (_as_float, FRACTION),
     "ema_decay": (_as_float, FRACTION),
     "tta_flip": (_as_bool, ANY),
-    "crop_padding": (_as_int, _in_range(0, 16)),
+    "crop_padding": (_as_int, in_range(0, 16)),
     "flip": (_as_bool, ANY),
     "brightness": (_as_float, NON_NEGATIVE),
     "contrast": (_as_float, NON_NEGATIVE),
     "saturation": (_as_float, NON_NEGATIVE),
-    "rotation_degrees": (_as_float, _in_range(0, 180)),
-    "cutout_size": (_as_int, _in_range(0, 32)),
+    "rotation_degrees": (_as_float, in_range(0, 180)),
+    "cutout_size": (_as_int, in_range(0, 32)),
 }
 AUGMENTATION_SETTINGS = tuple(f.name for f in dataclasses.fields(Augmentation))
 
