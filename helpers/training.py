@@ -103,18 +103,21 @@ class ExponentialAverage:
     def __init__(self, network: nn.Module, decay: float):
         self.module = copy.deepcopy(network).requires_grad_(False)
         self.decay, self.updates = decay, 0
+        # Which tensors are averaged, sorted once: update() runs every training step.
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        self._floats = [i for i, tensor in enumerate(tensors) if tensor.is_floating_point()]
+        self._counters = [i for i, tensor in enumerate(tensors) if not tensor.is_floating_point()]
+        self._averaged = [tensors[i] for i in self._floats]
+        self._latest = [tensors[i] for i in self._counters]
 
     @torch.no_grad()
     def update(self, network: nn.Module) -> None:
         n = self.updates
         keep = 0.0 if n == 0 else min(self.decay, (1 + n) / (10 + n))
-        averaged = [*self.module.parameters(), *self.module.buffers()]
         current = [*network.parameters(), *network.buffers()]
-        floats = [i for i, tensor in enumerate(averaged) if tensor.is_floating_point()]
-        torch._foreach_lerp_([averaged[i] for i in floats], [current[i] for i in floats], 1 - keep)
-        for average, value in zip(averaged, current):
-            if not average.is_floating_point():  # BatchNorm's batch counters: take the latest
-                average.copy_(value)
+        torch._foreach_lerp_(self._averaged, [current[i] for i in self._floats], 1 - keep)
+        for latest, i in zip(self._latest, self._counters):  # BatchNorm's batch counters
+            latest.copy_(current[i])
         self.updates += 1
 
     def state_dict(self) -> dict:
