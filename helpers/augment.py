@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ def draw_parameters(count: int, augmentation: Augmentation,
         return low + (high - low) * torch.rand(count, generator=generator)
 
     pad = a.crop_padding
-    return {
+    parameters = {
         "crop_y": torch.randint(0, 2 * pad + 1, (count,), generator=generator),
         "crop_x": torch.randint(0, 2 * pad + 1, (count,), generator=generator),
         "flip": torch.rand(count, generator=generator) < (0.5 if a.flip else 0.0),
@@ -88,6 +88,29 @@ def draw_parameters(count: int, augmentation: Augmentation,
         "cutout_y": torch.randint(0, 32, (count,), generator=generator),
         "cutout_x": torch.randint(0, 32, (count,), generator=generator),
     }
+    if mixes(a):  # drawn only when on, so the other recipes' random streams stay as they were
+        parameters.update(draw_mixing(count, a, generator))
+    return parameters
+
+
+def mixes(augmentation: Augmentation) -> bool:
+    return bool(augmentation.mixup_alpha or augmentation.cutmix_alpha)
+
+
+def draw_mixing(count: int, augmentation: Augmentation,
+                generator: Optional[torch.Generator]) -> Dict[str, torch.Tensor]:
+    """Per image: its weight in the mix, whether it is CutMix'ed, and the box centre."""
+    a = augmentation
+    # torch has no seeded Beta sampler; numpy's, seeded from the epoch's generator, repeats too.
+    beta = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator))).beta
+    mixup = beta(a.mixup_alpha, a.mixup_alpha, count) if a.mixup_alpha else np.ones(count)
+    cutmix = beta(a.cutmix_alpha, a.cutmix_alpha, count) if a.cutmix_alpha else np.ones(count)
+    use_cutmix = torch.rand(count, generator=generator) < (
+        0.5 if a.mixup_alpha and a.cutmix_alpha else float(bool(a.cutmix_alpha)))
+    return {"mix_weight": torch.from_numpy(np.where(use_cutmix.numpy(), cutmix, mixup)).float(),
+            "mix_cutmix": use_cutmix,
+            "mix_y": torch.randint(0, 32, (count,), generator=generator),
+            "mix_x": torch.randint(0, 32, (count,), generator=generator)}
 
 
 def source_pixels(crop_y: torch.Tensor, crop_x: torch.Tensor, flip: torch.Tensor,
@@ -159,12 +182,46 @@ def cutout(images: torch.Tensor, centre_y: torch.Tensor, centre_x: torch.Tensor,
            size: int) -> torch.Tensor:
     """Zero a size x size square around each image's centre point (clipped at the border)."""
     low_y, low_x = centre_y - size // 2, centre_x - size // 2
-    rows = torch.arange(images.shape[-2], device=images.device)
-    cols = torch.arange(images.shape[-1], device=images.device)
-    inside_y = (rows[None] >= low_y[:, None]) & (rows[None] < low_y[:, None] + size)
-    inside_x = (cols[None] >= low_x[:, None]) & (cols[None] < low_x[:, None] + size)
-    mask = inside_y[:, :, None] & inside_x[:, None, :]
+    mask = _square_mask(images.shape[-2], images.shape[-1], low_y, low_y + size, low_x,
+                        low_x + size, images.device)
     return images.masked_fill(mask[:, None], 0.0)
+
+
+def _square_mask(height: int, width: int, low_y: torch.Tensor, high_y: torch.Tensor,
+                 low_x: torch.Tensor, high_x: torch.Tensor, device) -> torch.Tensor:
+    """(N, H, W) booleans: True inside each image's rows [low_y, high_y) and columns
+    [low_x, high_x)."""
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    inside_y = (rows[None] >= low_y[:, None]) & (rows[None] < high_y[:, None])
+    inside_x = (cols[None] >= low_x[:, None]) & (cols[None] < high_x[:, None])
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def mix(images: torch.Tensor, labels: torch.Tensor, partners: torch.Tensor,
+        partner_labels: torch.Tensor, parameters: Dict[str, torch.Tensor],
+        num_classes: int = 10) -> Tuple[torch.Tensor, torch.Tensor]:
+    """MixUp or CutMix of each image with its partner: (mixed images, soft targets (N, classes)).
+
+    MixUp blends the two images with weight w; CutMix pastes a box of the partner covering a
+    share 1 - w of the image (clipped at the border, after which w is the share actually kept).
+    The targets mix the two one-hot labels with the same w, so each row sums to one."""
+    device = images.device
+    weight = parameters["mix_weight"].to(device)
+    use_cutmix = parameters["mix_cutmix"].to(device)
+    height, width = images.shape[-2:]
+    side = torch.sqrt(1 - weight)  # a box of (1 - w) of the area has sides sqrt(1 - w)
+    half_h, half_w = (side * height / 2).round().long(), (side * width / 2).round().long()
+    centre_y, centre_x = parameters["mix_y"].to(device), parameters["mix_x"].to(device)
+    box = _square_mask(height, width, (centre_y - half_h).clamp(0, height),
+                       (centre_y + half_h).clamp(0, height), (centre_x - half_w).clamp(0, width),
+                       (centre_x + half_w).clamp(0, width), device)
+    box &= use_cutmix[:, None, None]
+    blend = torch.where(use_cutmix, torch.ones_like(weight), weight)[:, None, None, None]
+    mixed = torch.where(box[:, None], partners, images * blend + partners * (1 - blend))
+    kept = torch.where(use_cutmix, 1 - box.float().mean((1, 2)), weight)[:, None]
+    targets = kept * F.one_hot(labels, num_classes) + (1 - kept) * F.one_hot(partner_labels, num_classes)
+    return mixed, targets
 
 
 @functools.lru_cache(maxsize=None)
@@ -224,7 +281,9 @@ def epoch_batches(num_items: int, batch_size: int, generator: torch.Generator, r
 def fast_batches(images: torch.Tensor, labels: torch.Tensor, augmentation: Augmentation,
                  batch_size: int, generator: torch.Generator, rank: int = 0,
                  world_size: int = 1) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of augmented batches from uint8 images (N, 3, 32, 32) kept on the device."""
+    """One epoch of augmented batches from uint8 images (N, 3, 32, 32) kept on the device.
+    With MixUp/CutMix on, each image mixes with its mirror position in the (shuffled) batch and
+    the batches carry soft targets (N, 10) instead of labels."""
     batches = epoch_batches(len(labels), batch_size, generator, rank, world_size)
     # Drawn for every image of the epoch (all ranks alike) and moved to the device once, as one
     # table, so that a batch's parameters take one indexing operation, not eleven.
@@ -238,22 +297,39 @@ def fast_batches(images: torch.Tensor, labels: torch.Tensor, augmentation: Augme
         columns = table[on_device].split(widths, 1)
         batch_parameters = {name: column.squeeze(1).to(dtype) if width == 1 else column.to(dtype)
                             for name, column, width, dtype in zip(names, columns, widths, dtypes)}
-        yield augment_batch(images[on_device], batch_parameters, augmentation), labels[on_device]
+        batch, batch_labels = augment_batch(images[on_device], batch_parameters, augmentation), labels[on_device]
+        if mixes(augmentation):
+            batch, batch_labels = mix(batch, batch_labels, batch.flip(0), batch_labels.flip(0),
+                                      batch_parameters)
+        yield batch, batch_labels
 
 
 class PerImageDataset(torch.utils.data.Dataset):
-    """uint8 (N, 32, 32, 3) images through a per-image PIL transform, like torchvision's CIFAR10."""
+    """uint8 (N, 32, 32, 3) images through a per-image PIL transform, like torchvision's CIFAR10.
+    With MixUp/CutMix on, each image mixes with a random other one and comes with soft targets."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform,
+                 augmentation: Augmentation = Augmentation()):
         self.images, self.labels, self.transform = images, labels, transform
+        self.augmentation = augmentation
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int):
+    def transformed(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         from PIL import Image
 
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+        return self.transform(Image.fromarray(self.images[index])), torch.tensor(int(self.labels[index]))
+
+    def __getitem__(self, index: int):
+        image, label = self.transformed(index)
+        if not mixes(self.augmentation):
+            return image, int(label)
+        # The worker's global generator, which the DataLoader seeds per epoch (see below).
+        partner, partner_label = self.transformed(int(torch.randint(len(self), (1,))))
+        mixed, targets = mix(image[None], label[None], partner[None], partner_label[None],
+                             draw_mixing(1, self.augmentation, None))
+        return mixed[0], targets[0]
 
 
 def dataloader_batches(images: np.ndarray, labels: np.ndarray, augmentation: Augmentation,
@@ -261,7 +337,7 @@ def dataloader_batches(images: np.ndarray, labels: np.ndarray, augmentation: Aug
                        world_size: int = 1, num_workers: int = 0,
                        pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """One epoch through per-image torchvision transforms in DataLoader workers."""
-    dataset = PerImageDataset(images, labels, per_image_transform(augmentation))
+    dataset = PerImageDataset(images, labels, per_image_transform(augmentation), augmentation)
     index_batches = [b.tolist() for b in epoch_batches(len(labels), batch_size, generator,
                                                        rank, world_size)]
     # The loader's own generator seeds the workers' transforms: the same for a given epoch

@@ -11,16 +11,18 @@ import json
 import os
 import random
 import tempfile
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .errors import ExplainedError
+
 CHECKPOINT_FORMAT = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or from another configuration."""
+class CheckpointError(ExplainedError, RuntimeError):
+    """A checkpoint or weights file is missing, unreadable, or from another configuration."""
 
 
 def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
@@ -69,31 +71,47 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return state
 
 
-def save_weights(path: str, network: torch.nn.Module) -> None:
-    """The network's state_dict in half precision on the CPU (model.pt, about 9.4 MB for the
-    reference network): enough to evaluate and predict, and loadable with weights_only=True."""
+def save_weights(path: str, network: torch.nn.Module, architecture: str) -> None:
+    """model.pt: the network's state_dict in half precision on the CPU (about 9.4 MB for the
+    reference network) and the name of its architecture, so that it cannot be loaded into
+    another one by mistake. Enough to evaluate and predict; loadable with weights_only=True."""
     state = {name: (value.half() if value.is_floating_point() else value).detach().cpu()
              for name, value in network.state_dict().items()}
-    atomic_write(path, lambda file: torch.save(state, file))
+    atomic_write(path, lambda file: torch.save({"architecture": architecture, "model": state}, file))
 
 
-def load_weights(path: str, network: torch.nn.Module) -> torch.nn.Module:
-    """Load model.pt (or the weights of a best.pt or checkpoint.pt) into `network`; values are
-    cast to the network's precision. A missing, damaged or mismatched file says so plainly."""
+def read_weights(path: str, name: str = "model_weights") -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """(state_dict, architecture) of a model.pt, best.pt or checkpoint.pt. The architecture is
+    None for files from before it was recorded (all of them hold the reference "resnet")."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"model_weights={path!r}: no such file")
+        raise CheckpointError(f"{name}={path!r}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"model_weights={path!r} is not a readable weights file "
+        raise CheckpointError(f"{name}={path!r} is not a readable weights file "
                               f"({type(error).__name__}: {error})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):  # best.pt, checkpoint.pt
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name}={path!r} holds a {type(state).__name__}, not weights")
+    architecture = None
+    if isinstance(state.get("model"), dict):  # model.pt, best.pt, checkpoint.pt
+        architecture = state.get("architecture") or (state.get("config") or {}).get("architecture")
         state = state["model"]
+    return state, architecture
+
+
+def load_weights(path: str, network: torch.nn.Module, architecture: Optional[str] = None,
+                 name: str = "model_weights") -> torch.nn.Module:
+    """Load a weights file into `network` (of `architecture`); values are cast to the network's
+    precision. A missing, damaged or mismatched file says so plainly."""
+    state, recorded = read_weights(path, name)
+    if architecture is not None and recorded is not None and recorded != architecture:
+        raise CheckpointError(f"{name}={path!r} holds a {recorded!r} network, but "
+                              f"architecture={architecture!r}: set architecture={recorded!r}")
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as error:
         summary = str(error).split("\n")[0:3]
-        raise CheckpointError(f"model_weights={path!r} does not fit this network: "
+        raise CheckpointError(f"{name}={path!r} does not fit this network: "
                               + " ".join(line.strip() for line in summary)) from None
     return network
 

@@ -4,7 +4,8 @@
     torchrun --nproc_per_node 4 -m helpers.cli --epochs 75 --batch_size 512
 
 Every notebook parameter is an option of the same name (dashes or underscores), with the same
-defaults, validation and outputs; the stages are the very functions the notebook calls.
+defaults, validation and outputs; the stages are the very functions the notebook calls. On/off
+options may be given bare (`--resume` means `--resume True`).
 """
 from __future__ import annotations
 
@@ -18,20 +19,32 @@ matplotlib.use("Agg")  # no screen: figures are only written to figures_dir
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import pipeline as stages  # noqa: E402
-from .config import PARAMETER_NAMES, RunConfig, make_config  # noqa: E402
+from .config import (PARAMETER_HELP, PARAMETER_NAMES, ConfigError, RunConfig,  # noqa: E402
+                     make_config, unknown_parameter_message)
 from .distributed import close_distributed  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     """Options named as the notebook's parameters; values are parsed and checked by make_config."""
+    # No abbreviations: `--epoch 1` must not quietly mean `--epochs 1` (or anything else).
     parser = argparse.ArgumentParser(prog="python -m helpers.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     defaults = RunConfig().to_dict()
     for name in PARAMETER_NAMES:
         flags = sorted({f"--{name}", f"--{name.replace('_', '-')}"})
-        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, metavar="VALUE",
-                            help=f"default: {defaults[name]!r}")
-    return make_config(**vars(parser.parse_args(argv)))
+        on_off = isinstance(defaults[name], bool)
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
+                            metavar="True|False" if on_off else "VALUE",
+                            nargs="?" if on_off else None, const="True" if on_off else None,
+                            help=f"{PARAMETER_HELP[name]} (default: {defaults[name]!r})")
+    known, unknown = parser.parse_known_args(argv)
+    options = [word.split("=")[0].lstrip("-").replace("-", "_")
+               for word in unknown if word.startswith("--")]
+    if unknown:
+        raise ConfigError(unknown_parameter_message(options) if options
+                          else f"unexpected argument(s) {unknown}: every value follows its --name")
+    return make_config(**vars(known))
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -46,6 +59,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         result = stages.train(run, data, network)
         stages.training_figures(run, result)
         test = stages.evaluate_test(run, data, result)
+        if run.context.is_main:
+            print(stages.quality_report(run, data, test))
         stages.evaluation_figures(run, data, test)
         stages.error_figures(run, data, test)
         stages.submit(run, result)

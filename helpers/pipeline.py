@@ -1,33 +1,38 @@
 """The pipeline's stages, in order, shared line for line by the notebook and `helpers.cli`.
 
     run = start(config)            checks everything that can be checked before any work
-    data = load(run)               data, subset, validation split, integrity summary
-    network = build_model(run)     the 4,697,162-parameter ResNet, seeded
+    data = load(run)               data, subsets, validation split, integrity summary
+    network = build_model(run)     the chosen architecture, seeded, under the parameter budget
     result = train(run, data, network)
     test = evaluate_test(run, data, result)
     submit(run, result)            Kaggle CSV when kaggle_test_pkl is set
-    metrics = finish(run, data, result, test)    metrics.json and model.pt
+    metrics = finish(run, data, result, test)    metrics.json (and model.pt after training)
 
-With `model_weights` set, `train` loads those weights instead of training.
+With `model_weights` set, `train` loads those weights (several: an ensemble) instead of training.
 """
 from __future__ import annotations
 
+import inspect
 import os
+import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from . import model as architectures
 from . import plots
 from .augment import augment_batch, draw_parameters, epoch_generator, to_device_tensors
-from .checkpoints import load_resumable, load_weights, save_weights
+from .checkpoints import load_resumable, load_weights, read_weights, save_weights
 from .config import ConfigError, RunConfig, check_writable, resolve_device
 from .data import CifarData, load_data, summarize
 from .distributed import DistributedContext, init_distributed
+from .evaluation import (Ensemble, TestEvaluation, format_per_class, from_logits,
+                         per_class_scores)
 from .inference import load_kaggle_test, predict, write_submission
-from .model import REFERENCE_PARAMETER_COUNT, build_resnet, count_parameters
+from .model import REFERENCE_PARAMETER_COUNT, check_parameter_budget, count_parameters
 from .recipes import Recipe, resolve_recipe
 from .report import SYNTHETIC_WARNING, build_metrics, summary, write_metrics
 from .training import Trainer, TrainingResult, predict_logits, resolve_amp
@@ -48,8 +53,8 @@ class Run:
 
 
 def start(config: RunConfig) -> Run:
-    """Resolve device, recipe and ranks; check outputs, the resume checkpoint and the Kaggle
-    pickle now, so that a mistake costs seconds, not a training run."""
+    """Resolve device, recipe and ranks; check outputs, weights files, the resume checkpoint and
+    the Kaggle pickle now, so that a mistake costs seconds, not a training run."""
     device = resolve_device(config)
     context = init_distributed(device.type == "cuda")
     if context.enabled and device.type == "cuda":
@@ -58,18 +63,51 @@ def start(config: RunConfig) -> Run:
         raise ConfigError(f"batch_size={config.batch_size} must be divisible by the "
                           f"{context.world_size} ranks (it is the global batch)")
     check_writable("output_dir", config.output_dir)
-    check_writable("figures_dir", config.figures_dir)
+    check_writable("figures_dir", config.figures_folder)
+    check_parameter_budget(architectures.build_model(config.architecture),
+                           f"architecture={config.architecture!r}")
     if config.kaggle_test_pkl is not None:
         load_kaggle_test(config.kaggle_test_pkl)
-    if config.model_weights is not None:
-        if config.resume:
-            raise ConfigError("model_weights and resume=True exclude each other: model_weights "
-                              "evaluates given weights without training, resume continues training")
-        load_weights(config.model_weights, build_resnet())
+    if config.evaluate_only:
+        _check_evaluation_folder(config)
+        load_members(config.model_weights, config.architecture)
+    if config.teacher_weights is not None:
+        if config.evaluate_only:
+            raise ConfigError("teacher_weights trains a network, model_weights evaluates one "
+                              "without training: set one of them")
+        load_members(config.teacher_weights, None, "teacher_weights")
+    recipe = resolve_recipe(config)
+    if config.teacher_weights is None and recipe.distill_weight:
+        raise ConfigError(f"recipe_overrides['distill_weight']={recipe.distill_weight} needs "
+                          "teacher_weights: the model.pt file(s) to learn from")
     resume_state = None
     if config.resume:
         resume_state = load_resumable(os.path.join(config.output_dir, "checkpoint.pt"), config)
-    return Run(config, resolve_recipe(config), device, context, resume_state)
+    return Run(config, recipe, device, context, resume_state)
+
+
+def _check_evaluation_folder(config: RunConfig) -> None:
+    if config.resume:
+        raise ConfigError("model_weights and resume=True exclude each other: model_weights "
+                          "evaluates given weights without training, resume continues training")
+    # An evaluation writes metrics.json and figures: never over a training run's.
+    if os.path.exists(os.path.join(config.output_dir, "checkpoint.pt")):
+        raise ConfigError(f"output_dir={config.output_dir!r} holds a training run (checkpoint.pt); "
+                          "evaluating model_weights there would overwrite its metrics.json and "
+                          "figures: set output_dir to another folder, e.g. "
+                          f"{os.path.join(config.output_dir, 'evaluation')!r}")
+
+
+def load_members(paths: Tuple[str, ...], architecture: Optional[str],
+                 name: str = "model_weights") -> List[torch.nn.Module]:
+    """A network per weights file, in eval mode: of `architecture`, or (None) of the one each
+    file records (files from before architectures were recorded hold the reference network)."""
+    networks = []
+    for path in paths:
+        recorded = read_weights(path, name)[1]
+        network = architectures.build_model(architecture or recorded or "resnet")
+        networks.append(load_weights(path, network, architecture, name).eval())
+    return networks
 
 
 def describe(run: Run) -> str:
@@ -83,55 +121,81 @@ def describe(run: Run) -> str:
 
 
 def load(run: Run) -> CifarData:
+    started = time.perf_counter()
     data = load_data(run.config)
     if run.context.is_main:
         print(summarize(data))
+        print(f"loaded in {time.perf_counter() - started:.1f} s")
     return data
 
 
 def build_model(run: Run) -> torch.nn.Module:
-    """The reference network, initialised from the run's seed; its size is checked."""
+    """The run's architecture, initialised from the run's seed; its size is checked."""
     torch.manual_seed(run.config.seed)
-    network = build_resnet()
-    params = count_parameters(network)
-    assert params == REFERENCE_PARAMETER_COUNT, f"{params:,} parameters, expected 4,697,162"
+    network = architectures.build_model(run.config.architecture)
+    params = check_parameter_budget(network, f"architecture={run.config.architecture!r}")
+    if run.config.architecture == "resnet":
+        assert params == REFERENCE_PARAMETER_COUNT, f"{params:,} parameters, expected 4,697,162"
     return network
+
+
+def model_source(architecture: str) -> str:
+    """The source of the classes that define `architecture`, as they are in helpers/model.py."""
+    classes = {"resnet": [architectures.BasicBlock],
+               "se_resnet": [architectures.SqueezeExcitation, architectures.BasicBlock],
+               "resnext": [architectures.ResNeXtBlock]}[architecture]
+    return "\n\n".join(inspect.getsource(c) for c in [*classes, architectures.ResNet])
+
+
+def model_table(network: torch.nn.Module) -> str:
+    return architectures.format_layer_table(architectures.layer_table(network))
 
 
 def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult:
     """Train with the run's recipe, or, with `model_weights` set, load those weights instead."""
-    if run.config.model_weights is not None:
-        load_weights(run.config.model_weights, network)
-        print(f"loaded {run.config.model_weights}: no training in this run")
-        return TrainingResult(network.to(run.device))
-    trainer = Trainer(run.config, run.recipe, data, network, run.device, run.context)
+    config = run.config
+    if config.evaluate_only:
+        members = load_members(config.model_weights, config.architecture)
+        print(f"loaded {', '.join(config.model_weights)}: no training in this run")
+        evaluated = members[0] if len(members) == 1 else Ensemble(members)
+        return TrainingResult(evaluated.to(run.device), members=members)
+    teacher = None
+    if config.teacher_weights is not None:
+        teachers = load_members(config.teacher_weights, None, "teacher_weights")
+        teacher = teachers[0] if len(teachers) == 1 else Ensemble(teachers)
+    trainer = Trainer(config, run.recipe, data, network, run.device, run.context, teacher)
     if run.resume_state is not None:
         trainer.resume_from_checkpoint(run.resume_state)
     return trainer.fit()
 
 
-@dataclass(frozen=True)
-class TestEvaluation:
-    """The final model on the test set, with what error analysis needs."""
-
-    accuracy: float
-    loss: float
-    labels: np.ndarray
-    predicted: np.ndarray
-    confidence: np.ndarray
+def _test_logits(run: Run, network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return predict_logits(network.to(run.device), images, run.config.eval_batch_size,
+                          run.recipe.tta_flip, resolve_amp(run.config.amp, run.device),
+                          tta_translate=run.recipe.tta_translate)
 
 
 def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEvaluation:
-    """Evaluate the final model once on the test images (never used for any choice)."""
+    """Evaluate the final model once on the test images (never used for any choice); an
+    ensemble's members are evaluated alone as well."""
     images, labels = to_device_tensors(data.test.images, data.test.labels, run.device)
-    logits = predict_logits(result.network, images, run.config.eval_batch_size,
-                            run.recipe.tta_flip, resolve_amp(run.config.amp, run.device))
-    probabilities = torch.softmax(logits, 1)
-    confidence, predicted = probabilities.max(1)
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    predicted = predicted.cpu().numpy()
-    return TestEvaluation(100 * float(np.mean(predicted == data.test.labels)), loss,
-                          data.test.labels, predicted, confidence.cpu().numpy())
+    member_accuracies = None
+    if len(result.members) > 1:
+        member_accuracies = [from_logits(_test_logits(run, member, images), labels).accuracy
+                             for member in result.members]
+    return from_logits(_test_logits(run, result.network, images), labels, member_accuracies)
+
+
+def quality_report(run: Run, data: CifarData, test: TestEvaluation) -> str:
+    """Accuracy, calibration error, per-class precision/recall/F1, and ensemble members."""
+    lines = [f"test accuracy {test.accuracy:.2f} %   (reference report: 93.41 %, official images)",
+             f"expected calibration error {test.ece:.2f} % (15 bins)", "",
+             format_per_class(per_class_scores(test.labels, test.predicted, data.classes))]
+    if test.member_accuracies:
+        lines += ["", "ensemble members alone:"]
+        lines += [f"  {path}: {accuracy:.2f} %"
+                  for path, accuracy in zip(run.config.model_weights, test.member_accuracies)]
+    return "\n".join(lines)
 
 
 def submit(run: Run, result: TrainingResult) -> Optional[str]:
@@ -145,14 +209,15 @@ def submit(run: Run, result: TrainingResult) -> Optional[str]:
 
 
 def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluation) -> dict:
-    """Write metrics.json and model.pt, the evaluated weights in half precision (rank 0),
-    and return the metrics."""
+    """Write metrics.json and, after training, model.pt (the evaluated weights in half
+    precision); rank 0 only. Returns the metrics."""
+    network = result.members[0] if result.members else result.network
     metrics = build_metrics(config=run.config, recipe=run.recipe, data=data, device=run.device,
-                            params=count_parameters(result.network), result=result,
-                            test={"accuracy": test.accuracy, "loss": test.loss})
+                            params=count_parameters(network), result=result, test=test)
     if run.context.is_main:
         write_metrics(run.path("metrics.json"), metrics)
-        save_weights(run.path("model.pt"), result.network)
+        if not run.config.evaluate_only:  # an evaluation has nothing new to save
+            save_weights(run.path("model.pt"), result.network, run.config.architecture)
         print(summary(metrics))
     return metrics
 
@@ -162,7 +227,7 @@ def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluati
 def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
     if run.context.is_main:
         for name, figure in figures.items():
-            plots.save_figure(figure, run.config.figures_dir, name)
+            plots.save_figure(figure, run.config.figures_folder, name)
     return figures
 
 
@@ -187,6 +252,7 @@ def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[
     return _saved(run, {
         "confusion_matrix": plots.confusion_matrix(test.labels, test.predicted, data.classes),
         "per_class_accuracy": plots.per_class_accuracy(test.labels, test.predicted, data.classes),
+        "reliability_diagram": plots.reliability_diagram(test.confidence, test.correct),
     })
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
@@ -11,6 +11,7 @@ import seaborn as sns
 import torch
 
 from .data import CIFAR10_MEAN, CIFAR10_STD
+from .evaluation import expected_calibration_error, reliability_bins
 
 
 def _to_pixels(images: torch.Tensor) -> np.ndarray:
@@ -40,14 +41,25 @@ def augmented_samples(images: torch.Tensor, labels: torch.Tensor, classes: Seque
     return _image_grid(_to_pixels(images), titles, columns, "Augmented training images")
 
 
+def _marker(points: int) -> Optional[str]:
+    # A line through one or two points is invisible or says little: short runs get markers.
+    return "o" if points <= 30 else None
+
+
 def training_curves(history: List[dict]) -> plt.Figure:
-    """Loss and accuracy per epoch, training and validation."""
+    """Loss and accuracy per epoch, training and validation (and test, where recorded)."""
     epochs = [h["epoch"] for h in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    marker = _marker(len(epochs))
     for split, style in (("train", "-"), ("val", "--")):
         if any(h[f"{split}_loss"] is not None for h in history):
-            loss_axis.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-            accuracy_axis.plot(epochs, [h[f"{split}_accuracy"] for h in history], style, label=split)
+            loss_axis.plot(epochs, [h[f"{split}_loss"] for h in history], style, marker=marker,
+                           label=split)
+            accuracy_axis.plot(epochs, [h[f"{split}_accuracy"] for h in history], style,
+                               marker=marker, label=split)
+    if any(h.get("test_accuracy") is not None for h in history):
+        accuracy_axis.plot(epochs, [h.get("test_accuracy") for h in history], ":", marker=marker,
+                           label="test (recorded only)")
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axis in (loss_axis, accuracy_axis):
@@ -61,7 +73,8 @@ def training_curves(history: List[dict]) -> plt.Figure:
 def lr_schedule(history: List[dict]) -> plt.Figure:
     """Learning rate at the start of each epoch."""
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.step([h["epoch"] for h in history], [h["lr"] for h in history], where="post")
+    axis.step([h["epoch"] for h in history], [h["lr"] for h in history], where="post",
+              marker=_marker(len(history)))
     axis.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedule", yscale="log")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
@@ -90,6 +103,29 @@ def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequenc
     axis.bar_label(bars, fmt="%.1f", fontsize=8)
     axis.set(ylabel="accuracy (%)", ylim=(0, 105), title="Per-class test accuracy")
     axis.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    return figure
+
+
+def reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> plt.Figure:
+    """Accuracy against confidence in 15 bins, beside the diagonal of perfect calibration,
+    with the share of test images in each bin."""
+    table = reliability_bins(confidence, correct)
+    edges, filled = table["edges"], table["count"] > 0
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    figure, (axis, share_axis) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True,
+                                              gridspec_kw={"height_ratios": [3, 1]})
+    axis.bar(centres[filled], 100 * table["accuracy"][filled], width=width * 0.9,
+             edgecolor="black", label="accuracy")
+    axis.plot([0, 1], [0, 100], "--", color="gray", label="perfect calibration")
+    axis.plot(centres[filled], 100 * table["confidence"][filled], "o", color="C3",
+              label="mean confidence")
+    axis.set(ylabel="accuracy (%)", ylim=(0, 100), title="Reliability diagram (test set), "
+             f"ECE {expected_calibration_error(confidence, correct):.2f} %")
+    axis.legend(loc="upper left")
+    share_axis.bar(centres, 100 * table["count"] / max(len(confidence), 1), width=width * 0.9,
+                   color="gray")
+    share_axis.set(xlabel="confidence", ylabel="% of images", xlim=(0, 1))
     figure.tight_layout()
     return figure
 

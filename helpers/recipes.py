@@ -29,6 +29,10 @@ class Augmentation:
     saturation: float = 0.0              # factor drawn from [1 - s, 1 + s]
     rotation_degrees: float = 0.0        # angle drawn from [-r, r] degrees
     cutout_size: int = 0                 # side of one zeroed square (DeVries & Taylor 2017)
+    # Mixing two images of a batch, with the loss on the mixed targets. Per image, the mixing
+    # weight is drawn from Beta(alpha, alpha); with both on, each image uses one of the two.
+    mixup_alpha: float = 0.0             # blend the whole images (Zhang et al. 2018)
+    cutmix_alpha: float = 0.0            # paste a box of the other image (Yun et al. 2019)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class Recipe:
     augmentation: Augmentation
     ema_decay: float                     # 0 turns the exponential moving average of weights off
     tta_flip: bool                       # average predictions over the image and its mirror
+    tta_translate: int = 0               # also average over the image shifted by +-n pixels
+    #                                      (reflect padding), as airbench's tta_level=2 does
+    # Knowledge distillation (Hinton et al. 2015), with teacher_weights: the loss is
+    # (1 - w) * cross-entropy + w * T^2 * KL(teacher || student), both softened by T.
+    distill_weight: float = 0.0          # w
+    distill_temperature: float = 4.0     # T
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -122,6 +132,11 @@ _SETTINGS: Dict[str, Tuple[Callable[[str, Any], Any], Tuple[Callable[[Any], bool
     "saturation": (_as_float, NON_NEGATIVE),
     "rotation_degrees": (_as_float, in_range(0, 180)),
     "cutout_size": (_as_int, in_range(0, 32)),
+    "mixup_alpha": (_as_float, in_range(0, 10)),
+    "cutmix_alpha": (_as_float, in_range(0, 10)),
+    "tta_translate": (_as_int, in_range(0, 8)),
+    "distill_weight": (_as_float, in_range(0, 1)),
+    "distill_temperature": (_as_float, in_range(0, 100, low_open=True)),
 }
 AUGMENTATION_SETTINGS = tuple(f.name for f in dataclasses.fields(Augmentation))
 

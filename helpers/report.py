@@ -10,6 +10,7 @@ import torch
 import torchvision
 
 from .checkpoints import atomic_write_json
+from .evaluation import per_class_scores
 
 REFERENCE_TEST_ACCURACY = 93.41  # percent, the Spring 2025 report, official CIFAR-10 test set
 SYNTHETIC_WARNING = "SYNTHETIC DATA: these numbers say nothing about CIFAR-10"
@@ -35,17 +36,24 @@ def git_commit() -> Optional[str]:
     return commit + ("+dirty" if dirty else "")
 
 
-def build_metrics(*, config, recipe, data, device, params: int, result, test: dict) -> dict:
+def build_metrics(*, config, recipe, data, device, params: int, result, test) -> dict:
     """Everything a reader needs to judge the run, as plain JSON-friendly values."""
     metrics = {
+        "architecture": config.architecture,
         "params": params,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "ece": test.ece,
+        "per_class": per_class_scores(test.labels, test.predicted, data.classes),
         "best_val_accuracy": result.best_val_accuracy,
         "epochs": config.epochs,
         "epochs_completed": result.epochs_completed,
         # Sum of the epochs' seconds (training + validation), over resumed segments too.
         "wall_time_s": sum(h["seconds"] for h in result.history),
+        # The training step that ran ("eager", "compiled" or "compiled + CUDA graph") and the
+        # seconds spent compiling and capturing it before epoch 1 (not in wall_time_s).
+        "training_step": result.step_kind,
+        "warmup_s": result.warmup_s,
         "device": device_name(device),
         "data_source": config.data_source,
         "train_images": len(data.train),
@@ -64,6 +72,11 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test: di
         "commit": git_commit(),
         "reference_test_accuracy": REFERENCE_TEST_ACCURACY,
     }
+    if config.evaluate_only:
+        metrics["evaluated_weights"] = list(config.model_weights)
+    if test.member_accuracies:
+        metrics["ensemble_members"] = [{"path": path, "test_accuracy": accuracy} for path, accuracy
+                                       in zip(config.model_weights, test.member_accuracies)]
     if data.is_synthetic:
         metrics = {"warning": SYNTHETIC_WARNING, "synthetic_data": True, **metrics}
     return metrics
@@ -71,6 +84,10 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test: di
 
 def write_metrics(path: str, metrics: dict) -> None:
     atomic_write_json(path, metrics)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def summary(metrics: dict) -> str:
@@ -82,15 +99,20 @@ def summary(metrics: dict) -> str:
     lines += [
         f"test accuracy      {metrics['test_accuracy']:6.2f} %   (reference report: "
         f"{REFERENCE_TEST_ACCURACY:.2f} %, official test set)",
+        f"calibration error  {metrics['ece']:6.2f} %   (ECE, 15 bins)",
         "best val accuracy  " + (f"{val:6.2f} %" if val is not None else "   n/a (val_size=0)"),
-        f"parameters         {metrics['params']:,}",
-        f"recipe             {metrics['recipe']}, {metrics['epochs_completed']} epochs, "
-        f"batch {metrics['batch_size']}, pipeline {metrics['pipeline']}",
+        f"network            {metrics['architecture']}, {metrics['params']:,} parameters",
         f"data               {metrics['data_source']} ({metrics['train_images']} train / "
         f"{metrics['val_images']} val / {metrics['test_images']} test)",
-        f"training time      {metrics['wall_time_s']:.1f} s on {metrics['device']}",
     ]
-    if metrics["config"]["model_weights"] is not None:
-        lines[-2:] = [f"weights            {metrics['config']['model_weights']} (not trained here)",
-                      f"evaluated on       {metrics['device']}"]
+    if "evaluated_weights" in metrics:
+        lines += [f"weights            {', '.join(metrics['evaluated_weights'])} (not trained here)",
+                  f"evaluated on       {metrics['device']}"]
+    else:
+        lines += [f"recipe             {metrics['recipe']}, {_count(metrics['epochs_completed'], 'epoch')}, "
+                  f"batch {metrics['batch_size']}, pipeline {metrics['pipeline']}",
+                  f"training time      {metrics['wall_time_s']:.1f} s on {metrics['device']} "
+                  f"({metrics['training_step']} step"
+                  + (f", {metrics['warmup_s']:.1f} s warm-up before epoch 1)"
+                     if metrics["warmup_s"] else ")")]
     return "\n".join(lines)

@@ -7,7 +7,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -21,17 +20,20 @@ from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_c
 from .config import RunConfig
 from .data import CifarData
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
+from .errors import ExplainedError
 from .recipes import Recipe
+from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ExplainedError, RuntimeError):
     """The training loss became NaN or infinite; the run stops instead of training on."""
 
 
 # --- pieces ---------------------------------------------------------------------------------
 
-def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.SGD:
-    """SGD with momentum; optionally without weight decay on BatchNorm weights and biases."""
+def make_optimizer(network: nn.Module, recipe: Recipe, fused: bool = False) -> torch.optim.SGD:
+    """SGD with momentum; optionally without weight decay on BatchNorm weights and biases.
+    `fused` (GPUs) updates all parameters in one kernel instead of a few per tensor list."""
     if recipe.decay_norm_and_bias:
         groups = [{"params": list(network.parameters()), "weight_decay": recipe.weight_decay}]
     else:
@@ -39,7 +41,8 @@ def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.SGD:
         exempt = [p for p in network.parameters() if p.ndim <= 1]   # BN weights, all biases
         groups = [{"params": decayed, "weight_decay": recipe.weight_decay},
                   {"params": exempt, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                           fused=fused or None)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int,
@@ -70,25 +73,6 @@ def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-class EagerFallback(nn.Module):
-    """torch.compile'd module that falls back to eager, with a warning, if compiling fails."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-        self.compiled = torch.compile(module)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(x)
-            except Exception as error:  # compiler errors come in many types
-                warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); "
-                              "training continues in eager mode")
-                self.compiled = None
-        return self.module(x)
 
 
 class ExponentialAverage:
@@ -156,43 +140,29 @@ def _launched_by(program: str) -> bool:
 
 # --- one epoch ------------------------------------------------------------------------------
 
-def train_one_epoch(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]],
-                    optimizer: torch.optim.Optimizer, loss_fn: Callable, *, epoch: int,
-                    after_step: Optional[Callable[[], None]] = None,
-                    scaler: Optional[torch.amp.GradScaler] = None,
-                    amp_dtype: Optional[torch.dtype] = None,
-                    channels_last: bool = False, check_every: int = 1,
+def train_one_epoch(step: TrainingStep, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]], *,
+                    epoch: int, after_step: Optional[Callable[[], None]] = None,
+                    check_every: int = 1,
                     context: DistributedContext = DistributedContext()) -> Dict[str, float]:
-    """One pass over `batches`; returns mean loss and accuracy (percent) over the epoch."""
-    model.train()
-    device = next(model.parameters()).device
+    """One pass over `batches` (labels, or MixUp/CutMix soft targets); returns the mean loss and
+    the accuracy (percent, against each target's largest class) over the epoch."""
+    step.model.train()
+    device = step.device
     totals = torch.zeros(2, device=device)  # loss sum, correct; on the device, read once
-    count, step = 0, 0
-    for step, (images, labels) in enumerate(batches, start=1):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(images)
-            loss = loss_fn(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+    count, index = 0, 0
+    for index, (images, targets) in enumerate(batches, start=1):
+        loss, logits = step(images, targets)
         if after_step is not None:  # per-step schedule, EMA
             after_step()
-        totals += torch.stack([loss.detach().float() * len(labels),
-                               (logits.argmax(1) == labels).sum().float()])
+        labels = targets.to(device, non_blocking=True)
+        labels = labels.argmax(1) if labels.ndim == 2 else labels
+        totals += torch.stack([loss.float() * len(labels), (logits.argmax(1) == labels).sum().float()])
         count += len(labels)
         # Reading the loss forces a GPU sync, so on GPUs it is checked every few steps only.
-        if step % check_every == 0 and not torch.isfinite(totals[0]):
-            _stop_on_non_finite(epoch, step)
+        if index % check_every == 0 and not torch.isfinite(totals[0]):
+            _stop_on_non_finite(epoch, index)
     if not torch.isfinite(totals[0]):
-        _stop_on_non_finite(epoch, step)
+        _stop_on_non_finite(epoch, index)
     totals = torch.cat([totals, torch.full((1,), float(count), device=device)])
     loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
     return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
@@ -205,11 +175,29 @@ def _stop_on_non_finite(epoch: int, step: int) -> None:
         "probably too high for this batch size: lower lr (e.g. by 10x) and run again.")
 
 
+def test_time_views(batch: torch.Tensor, flip: bool, translate: int) -> List[Tuple[float, torch.Tensor]]:
+    """(weight, view) pairs whose weighted logits are averaged: the image (and its mirror);
+    with `translate`, half the weight goes to copies shifted by -n and +n pixels on both axes
+    (reflect padding), as airbench's tta_level=2."""
+    shifted = [batch]
+    if translate:
+        padded = F.pad(batch, (translate,) * 4, mode="reflect")
+        size = batch.shape[-1]
+        shifted += [padded[..., :size, :size], padded[..., 2 * translate:, 2 * translate:]]
+    views = []
+    for position, image in enumerate(shifted):
+        weight = 1.0 if not translate else (0.5 if position == 0 else 0.25)
+        mirrored = [image, image.flip(-1)] if flip else [image]
+        views += [(weight / len(mirrored), view) for view in mirrored]
+    return views
+
+
 @torch.inference_mode()
 def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
                    tta_flip: bool = False, amp_dtype: Optional[torch.dtype] = None,
-                   channels_last: bool = False) -> torch.Tensor:
-    """Logits (float32) for uint8 images (N, 3, 32, 32) on the network's device, in eval mode."""
+                   channels_last: bool = False, tta_translate: int = 0) -> torch.Tensor:
+    """Logits (float32) for uint8 images (N, 3, 32, 32) on the network's device, in eval mode,
+    averaged over the test-time views (see test_time_views)."""
     network.eval()
     device = next(network.parameters()).device
     outputs = []
@@ -218,20 +206,19 @@ def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = network(batch).float()
-            if tta_flip:  # average with the mirror image's prediction
-                logits = (logits + network(batch.flip(-1)).float()) / 2
-        outputs.append(logits)
+            outputs.append(sum(weight * network(view).float()
+                               for weight, view in test_time_views(batch, tta_flip, tta_translate)))
     return torch.cat(outputs) if outputs else torch.zeros(0, 10, device=device)
 
 
 def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
              tta_flip: bool = False, amp_dtype: Optional[torch.dtype] = None,
-             channels_last: bool = False,
-             context: DistributedContext = DistributedContext()) -> Dict[str, float]:
+             channels_last: bool = False, context: DistributedContext = DistributedContext(),
+             tta_translate: int = 0) -> Dict[str, float]:
     """Loss and accuracy (percent) on a labelled set; under DDP each rank takes a shard."""
     shard = slice(context.rank, None, context.world_size)
-    logits = predict_logits(network, images[shard], batch_size, tta_flip, amp_dtype, channels_last)
+    logits = predict_logits(network, images[shard], batch_size, tta_flip, amp_dtype, channels_last,
+                            tta_translate)
     shard_labels = labels[shard].to(logits.device)
     totals = torch.stack([F.cross_entropy(logits, shard_labels, reduction="sum"),
                           (logits.argmax(1) == shard_labels).sum().float(),
@@ -251,6 +238,9 @@ class TrainingResult:
     best_val_accuracy: Optional[float] = None
     epochs_completed: int = 0
     wall_time_s: float = 0.0
+    step_kind: str = EAGER              # the training step that ran (helpers/step.py)
+    warmup_s: float = 0.0               # compiling and capturing it, before epoch 1
+    members: List[nn.Module] = field(default_factory=list)  # model_weights: each loaded network
 
 
 class Trainer:
@@ -258,18 +248,25 @@ class Trainer:
     saves `checkpoint.pt` after every epoch and `best.pt` on the best validation accuracy."""
 
     def __init__(self, config: RunConfig, recipe: Recipe, data: CifarData, network: nn.Module,
-                 device: torch.device, context: DistributedContext = DistributedContext()):
+                 device: torch.device, context: DistributedContext = DistributedContext(),
+                 teacher: Optional[nn.Module] = None):
         self.config, self.recipe, self.data, self.device, self.context = config, recipe, data, device, context
         self.network = network.to(device)
         self.channels_last = device.type == "cuda"
         if self.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         self.model = wrap_for_training(self.network, context, device)
-        if config.compile:
-            self.model = EagerFallback(self.model)
         self.amp_dtype = resolve_amp(config.amp, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.optimizer = make_optimizer(self.network, recipe)
+        self.optimizer = make_optimizer(self.network, recipe, fused=device.type == "cuda")
+        self.distillation = None
+        if teacher is not None:
+            teacher = teacher.to(device).eval()
+            if self.channels_last:
+                teacher = teacher.to(memory_format=torch.channels_last)
+            self.distillation = Distillation(teacher, recipe.distill_weight, recipe.distill_temperature)
+        self.step: Optional[TrainingStep] = None  # built, and warmed up, by prepare_step()
+        self.warmup_s = 0.0
         self.train_images, self.train_labels = to_device_tensors(data.train.images, data.train.labels, device)
         self.val_images, self.val_labels = to_device_tensors(data.val.images, data.val.labels, device)
         if config.test_each_epoch:  # for time-to-accuracy figures only; never used for choices
@@ -363,11 +360,9 @@ class Trainer:
 
             batches = tqdm(batches, total=self.steps_per_epoch, leave=False,
                            desc=f"epoch {epoch}/{self.config.epochs}")
-        train = train_one_epoch(
-            self.model, batches, self.optimizer, self.loss_fn, epoch=epoch,
-            after_step=self.after_step, scaler=self.scaler, amp_dtype=self.amp_dtype,
-            channels_last=self.channels_last, check_every=1 if self.device.type == "cpu" else 25,
-            context=self.context)
+        train = train_one_epoch(self.step, batches, epoch=epoch, after_step=self.after_step,
+                                check_every=1 if self.device.type == "cpu" else 25,
+                                context=self.context)
         if not self.scheduler_per_step:
             self.scheduler.step()
         val = {"loss": None, "accuracy": None}
@@ -384,10 +379,35 @@ class Trainer:
 
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
         return evaluate(self.evaluated_network, images, labels, self.config.eval_batch_size,
-                        self.recipe.tta_flip, self.amp_dtype, self.channels_last, self.context)
+                        self.recipe.tta_flip, self.amp_dtype, self.channels_last, self.context,
+                        self.recipe.tta_translate)
+
+    def prepare_step(self) -> TrainingStep:
+        """The training step `compile` asks for on this machine, compiled and captured now, on
+        a batch that training never uses (epoch 0's), so its cost is not in any epoch's time."""
+        kind, why = choose_step_kind(self.config.compile, self.device, scaler=self.scaler,
+                                     distributed=self.context.enabled,
+                                     distillation=self.distillation is not None)
+
+        def make(step_class):
+            return step_class(self.model, self.optimizer, self.loss_fn, scaler=self.scaler,
+                              amp_dtype=self.amp_dtype, channels_last=self.channels_last,
+                              distillation=self.distillation)
+
+        sizes = sorted({len(b) for b in epoch_batches(len(self.data.train), self.config.batch_size,
+                                                      epoch_generator(0, 0), 0,
+                                                      self.context.world_size)}, reverse=True)
+        batch = next(iter(self.batches(0))) if kind != EAGER else None
+        self.step, self.warmup_s, fallbacks = prepare_step(kind, make, batch, sizes)
+        warmed = f", {self.warmup_s:.1f} s to compile and capture before epoch 1" if self.warmup_s else ""
+        self.log(f"training step: {self.step.kind} ({why}{warmed})"
+                 + "".join(f"\n  {note}" for note in fallbacks))
+        return self.step
 
     def fit(self) -> TrainingResult:
         """Train from start_epoch to config.epochs; an interrupt keeps the last whole epoch."""
+        if self.step is None:
+            self.prepare_step()
         started = time.perf_counter()
         epoch = self.start_epoch
         try:
@@ -403,7 +423,8 @@ class Trainer:
                         "(and the same parameters)." if done >= 1 else "No epoch was completed."))
             raise
         return TrainingResult(self.evaluated_network, self.history, self.best_val_accuracy,
-                              len(self.history), time.perf_counter() - started)
+                              len(self.history), time.perf_counter() - started, self.step.kind,
+                              self.warmup_s)
 
     def save(self, epoch: int, entry: dict) -> None:
         """checkpoint.pt every epoch; best.pt on a new best validation accuracy (or, without a

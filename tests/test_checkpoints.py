@@ -76,12 +76,36 @@ def test_weights_file_is_half_precision_and_loads_with_weights_only(tmp_path):
     torch.manual_seed(0)
     network = build_resnet()
     path = str(tmp_path / "model.pt")
-    save_weights(path, network)
+    save_weights(path, network, "resnet")
     state = torch.load(path, weights_only=True)
-    assert state["classifier.weight"].dtype == torch.float16 and os.path.getsize(path) < 10e6
-    restored = load_weights(path, build_resnet())
+    assert state["architecture"] == "resnet"
+    assert state["model"]["classifier.weight"].dtype == torch.float16 and os.path.getsize(path) < 10e6
+    restored = load_weights(path, build_resnet(), "resnet")
     assert torch.allclose(restored.classifier.weight, network.classifier.weight, atol=1e-3)
     assert restored.classifier.weight.dtype == torch.float32
+
+
+def test_weights_saved_before_architectures_were_recorded_still_load(tmp_path):
+    from helpers.checkpoints import load_weights, read_weights
+    from helpers.model import build_resnet
+
+    network = build_resnet()
+    path = str(tmp_path / "old-model.pt")
+    torch.save({k: v.half() for k, v in network.state_dict().items()}, path)  # the old format
+    assert read_weights(path)[1] is None
+    restored = load_weights(path, build_resnet(), "resnet")
+    assert torch.allclose(restored.classifier.weight, network.classifier.weight, atol=1e-3)
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
+    from helpers.checkpoints import load_weights, save_weights
+    from helpers.model import build_model
+
+    path = str(tmp_path / "model.pt")
+    save_weights(path, build_model("se_resnet"), "se_resnet")
+    with pytest.raises(CheckpointError, match="holds a 'se_resnet' network, but "
+                                              "architecture='resnet': set architecture='se_resnet'"):
+        load_weights(path, build_model("resnet"), "resnet")
 
 
 def _pipeline_config(tmp_path, **overrides):
@@ -100,7 +124,7 @@ def test_model_weights_evaluate_without_training(tmp_path):
 
     torch.manual_seed(3)
     trained = build_resnet()
-    save_weights(str(tmp_path / "model.pt"), trained)
+    save_weights(str(tmp_path / "model.pt"), trained, "resnet")
     run = stages.start(_pipeline_config(tmp_path, model_weights=str(tmp_path / "model.pt"),
                                         device="cpu"))
     data = stages.load(run)
@@ -108,6 +132,8 @@ def test_model_weights_evaluate_without_training(tmp_path):
     test = stages.evaluate_test(run, data, result)
     metrics = stages.finish(run, data, result, test)
     assert result.history == [] and metrics["epochs_completed"] == 0
+    assert metrics["evaluated_weights"] == [str(tmp_path / "model.pt")]
+    assert metrics["params"] == 4_697_162 and metrics["architecture"] == "resnet"
     assert stages.training_figures(run, result) == {}
     images = torch.from_numpy(data.test.images).permute(0, 3, 1, 2)
     expected = predict_logits(trained.half().float(), images, 256).argmax(1).numpy()
@@ -118,7 +144,9 @@ def test_model_weights_evaluate_without_training(tmp_path):
     ("missing", "no such file"),
     ("garbage", "is not a readable weights file"),
     ("other network", "does not fit this network"),
+    ("other architecture", "holds a 'resnext' network"),
     ("with resume", "exclude each other"),
+    ("into a training run", "holds a training run (checkpoint.pt)"),
 ])
 def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
     from helpers import pipeline as stages
@@ -126,13 +154,21 @@ def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
     from helpers.config import ConfigError
     from helpers.model import build_resnet
 
+    from helpers.model import build_model
+
     path = tmp_path / "model.pt"
     if problem == "garbage":
         path.write_bytes(b"not a torch file")
-    elif problem in ("other network", "with resume"):
+    elif problem == "other network":
         save_weights(str(path), build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2),
-                                             stem_width=8) if problem == "other network"
-                     else build_resnet())
+                                             stem_width=8), "resnet")
+    elif problem == "other architecture":
+        save_weights(str(path), build_model("resnext"), "resnext")
+    elif problem in ("with resume", "into a training run"):
+        save_weights(str(path), build_resnet(), "resnet")
+    if problem == "into a training run":
+        os.makedirs(tmp_path / "out")
+        (tmp_path / "out" / "checkpoint.pt").write_bytes(b"a training run's checkpoint")
     with pytest.raises((CheckpointError, ConfigError)) as error:
         stages.start(_pipeline_config(tmp_path, model_weights=str(path),
                                       resume=problem == "with resume"))

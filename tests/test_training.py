@@ -11,6 +11,7 @@ from helpers.config import make_config
 from helpers.data import load_data
 from helpers.model import build_resnet
 from helpers.recipes import resolve_recipe
+from helpers.step import TrainingStep
 from helpers.training import (ExponentialAverage, NonFiniteLossError, Trainer, evaluate, make_scheduler,
                               make_optimizer, train_one_epoch)
 
@@ -142,8 +143,9 @@ def test_training_learns_the_synthetic_classes():
     labels = torch.from_numpy(data.train.labels)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9)
     for epoch in range(1, 6):
-        metrics = train_one_epoch(network, [(images[i], labels[i]) for i in torch.randperm(200).split(20)],
-                                  optimizer, torch.nn.CrossEntropyLoss(), epoch=epoch)
+        metrics = train_one_epoch(TrainingStep(network, optimizer, torch.nn.CrossEntropyLoss()),
+                                  [(images[i], labels[i]) for i in torch.randperm(200).split(20)],
+                                  epoch=epoch)
     assert metrics["accuracy"] > 60
     raw = torch.from_numpy(data.train.images).permute(0, 3, 1, 2)
     assert evaluate(network, raw, labels, batch_size=64)["accuracy"] > 60
@@ -183,23 +185,6 @@ def test_linear_schedule_falls_from_the_peak_to_zero_in_a_straight_line():
     decay = rates[10:]
     assert rates[9] == pytest.approx(0.1) and decay[20] == pytest.approx(0.05)
     assert [a - b for a, b in zip(decay, decay[1:])] == pytest.approx([0.1 / 40] * 39)
-
-
-def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
-    from helpers.training import EagerFallback
-
-    def broken_compile(module):
-        def compiled(x):
-            raise RuntimeError("no compiler here")
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    network = tiny_network().eval()
-    wrapped = EagerFallback(network)
-    images = torch.zeros(2, 3, 32, 32)
-    with pytest.warns(UserWarning, match="torch.compile failed.*eager"):
-        output = wrapped(images)
-    assert torch.equal(output, network(images)) and wrapped.compiled is None
 
 
 def test_weight_average_copies_first_then_ramps_its_decay_and_tracks_batchnorm():

@@ -1,0 +1,253 @@
+"""The training step: forward, loss, backward and SGD update of one batch, three ways that
+compute the same thing.
+
+* eager: PyTorch runs each operator as Python reaches it. The CPU launches several hundred
+  small kernels per step, and on a large GPU it cannot launch them as fast as the GPU runs them
+  (the profile in results/gpu-2026-11-26/ found the GPU idle 35-50 % of a step).
+* compiled: `torch.compile` fuses the network and loss into fewer, larger kernels (BatchNorm
+  with the ReLU after it, the loss with the classifier), forward and backward.
+* compiled + CUDA graph: the whole compiled step, optimizer update included, is recorded once
+  as a CUDA graph and replayed for every full batch with one launch, so the CPU never holds
+  the GPU back. Inputs are copied into fixed buffers; the learning rate, which the schedule
+  changes every step, is read by the graph from a one-element tensor.
+
+`prepare_step` builds the fastest of these that this machine can run, warms it up (compiling
+and capturing) before epoch 1 so that its cost is reported apart from the epochs' times, and
+falls back, with a warning, to the next one if compiling or capturing fails. Warm-up trains on
+a real batch and then puts weights, BatchNorm statistics and momentum back as they were.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EAGER, COMPILED, CAPTURED = "eager", "compiled", "compiled + CUDA graph"
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      base_loss: Callable, weight: float, temperature: float) -> torch.Tensor:
+    """(1 - w) * base_loss + w * T^2 * KL(teacher || student) on T-softened distributions
+    (Hinton et al. 2015; T^2 keeps the soft term's gradients the size of the hard term's)."""
+    soft = F.kl_div(F.log_softmax(logits.float() / temperature, 1),
+                    F.softmax(teacher_logits.float() / temperature, 1), reduction="batchmean")
+    return (1 - weight) * base_loss(logits, targets) + weight * temperature ** 2 * soft
+
+
+class Distillation:
+    """A teacher network (in eval mode) and how strongly the student follows it."""
+
+    def __init__(self, teacher: nn.Module, weight: float, temperature: float):
+        self.teacher, self.weight, self.temperature = teacher.eval(), weight, temperature
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+             base_loss: Callable) -> torch.Tensor:
+        with torch.inference_mode():  # the teacher learns nothing: no graph, no saved tensors
+            teacher_logits = self.teacher(images)
+        # A copy made outside inference mode, so that autograd may save it for the backward.
+        return distillation_loss(logits, teacher_logits.clone(), targets, base_loss,
+                                 self.weight, self.temperature)
+
+
+class TrainingStep:
+    """One eager SGD step; returns (loss, logits), detached, for the epoch's running totals."""
+
+    kind = EAGER
+    cache_casts = True  # autocast's cache of weights cast to bf16/fp16 within one forward pass
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
+                 scaler: Optional[torch.amp.GradScaler] = None,
+                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
+                 distillation: Optional[Distillation] = None):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.scaler, self.amp_dtype, self.channels_last = scaler, amp_dtype, channels_last
+        self.distillation = distillation
+        self.device = next(model.parameters()).device
+
+    def prepare_inputs(self, images: torch.Tensor, targets: torch.Tensor):
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, targets.to(self.device, non_blocking=True)
+
+    def forward_and_loss(self, images: torch.Tensor,
+                         targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.amp_dtype,
+                            enabled=self.amp_dtype is not None, cache_enabled=self.cache_casts):
+            logits = self.model(images)
+            if self.distillation is not None:
+                loss = self.distillation.loss(logits, targets, images, self.loss_fn)
+            else:
+                loss = self.loss_fn(logits, targets)
+        return loss, logits
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.prepare_inputs(images, targets)
+        loss, logits = self.forward_and_loss(images, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+
+class CompiledStep(TrainingStep):
+    """The same step with the network's forward pass and the loss compiled by torch.compile."""
+
+    kind = COMPILED
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Shapes never change within a run except for an epoch's last batch: compiling for fixed
+        # shapes gives the fastest kernels, at the cost of one more compile for that batch.
+        self.forward_and_loss = torch.compile(self.forward_and_loss, dynamic=False)
+
+
+class CapturedStep(CompiledStep):
+    """The compiled step, optimizer update included, recorded as one CUDA graph.
+
+    Full batches replay the graph; any other batch size (an epoch's last batch) runs the
+    compiled step. The graph reads inputs from fixed buffers and the learning rate of each
+    parameter group from a one-element tensor that is refreshed before every replay, so the
+    optimizer's param_groups, the schedulers and the checkpoints keep plain float rates."""
+
+    kind = CAPTURED
+    cache_casts = False  # a cache filled during capture would point into the graph's memory
+    graph = None
+
+    def capture(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        """Record the step for batches shaped like these (call after a warm-up on them)."""
+        images, targets = self.prepare_inputs(images, targets)
+        self.static_images, self.static_targets = images.clone(), targets.clone()
+        groups = self.optimizer.param_groups
+        self.rates = [torch.tensor(float(g["lr"]), device=self.device) for g in groups]
+        floats = [g["lr"] for g in groups]
+        self.graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward then writes, not adds
+        try:
+            for group, rate in zip(groups, self.rates):
+                group["lr"] = rate
+            with torch.cuda.graph(self.graph):
+                loss, logits = self.forward_and_loss(self.static_images, self.static_targets)
+                loss.backward()
+                self.optimizer.step()
+        finally:
+            for group, rate in zip(groups, floats):
+                group["lr"] = rate
+        self.static_loss, self.static_logits = loss.detach(), logits.detach()
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.graph is None or images.shape != self.static_images.shape \
+                or targets.shape != self.static_targets.shape:
+            return super().__call__(images, targets)  # before capture, and odd-sized batches
+        self.static_images.copy_(images, non_blocking=True)
+        self.static_targets.copy_(targets, non_blocking=True)
+        for group, rate in zip(self.optimizer.param_groups, self.rates):
+            rate.fill_(group["lr"])  # a kernel on the GPU's queue: no waiting
+        self.graph.replay()
+        return self.static_loss, self.static_logits
+
+
+def choose_step_kind(compile_setting, device: torch.device, *, scaler=None,
+                     distributed: bool = False, distillation: bool = False) -> Tuple[str, str]:
+    """(kind, why) for the `compile` parameter on this machine."""
+    if compile_setting is False:
+        return EAGER, "compile=False"
+    if compile_setting == "auto":
+        if device.type != "cuda":
+            return EAGER, "compile='auto' on the CPU, where compiling costs more than it saves"
+        if torch.cuda.get_device_capability(device)[0] < 8:
+            return EAGER, ("compile='auto' on a GPU older than compute capability 8.0 "
+                           "(such as Colab's T4)")
+    if device.type != "cuda":
+        return COMPILED, "compile=True on the CPU (no CUDA graphs there)"
+    blockers = [why for why, present in (("fp16 gradient scaling", scaler is not None),
+                                         ("several ranks", distributed),
+                                         ("a teacher network", distillation)) if present]
+    if blockers:
+        return COMPILED, f"compile={compile_setting!r}; no CUDA graph with {', '.join(blockers)}"
+    return CAPTURED, f"compile={compile_setting!r} on {torch.cuda.get_device_name(device)}"
+
+
+class _SavedState:
+    """Weights, BatchNorm statistics and momentum, copied so that they can be put back in
+    place (a captured graph holds these very tensors, so they must not be replaced)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        self.tensors = [t for t in (*model.parameters(), *model.buffers())]
+        self.values = [t.detach().clone() for t in self.tensors]
+        self.optimizer = optimizer
+        self.momentum = {id(p): (s["momentum_buffer"].clone() if s.get("momentum_buffer") is not None
+                                 else None)
+                         for p, s in optimizer.state.items()}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for tensor, value in zip(self.tensors, self.values):
+            tensor.copy_(value)
+        for group in self.optimizer.param_groups:
+            for parameter in group["params"]:
+                buffer = self.optimizer.state.get(parameter, {}).get("momentum_buffer")
+                if buffer is None:
+                    continue
+                saved = self.momentum.get(id(parameter))
+                # A zero buffer gives the first step exactly what a missing one gives (SGD
+                # without dampening): momentum * 0 + gradient.
+                buffer.copy_(saved) if saved is not None else buffer.zero_()
+
+
+def warm_up(step: TrainingStep, batch: Tuple[torch.Tensor, torch.Tensor],
+            sizes: Sequence[int], steps: int = 3) -> None:
+    """Run `steps` steps on the first `size` images of `batch` for every batch size (compiling
+    for each), capture the graph of a CapturedStep, then put the model and optimizer back."""
+    saved = _SavedState(step.model, step.optimizer)
+    images, targets = batch
+    try:
+        # Before a capture, warm-up runs on a side stream, as the CUDA graphs docs prescribe.
+        side_stream = torch.cuda.Stream() if step.kind == CAPTURED else None
+        if side_stream is not None:
+            side_stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side_stream) if side_stream is not None else contextlib.nullcontext():
+            for size in sizes:
+                for _ in range(steps):
+                    step(images[:size], targets[:size])
+        if side_stream is not None:
+            torch.cuda.current_stream().wait_stream(side_stream)
+            step.capture(images[:sizes[0]], targets[:sizes[0]])
+            step(images[:sizes[0]], targets[:sizes[0]])  # one replay: fail here, if at all
+            torch.cuda.synchronize(step.device)
+    finally:
+        step.model.train()
+        saved.restore()
+
+
+def prepare_step(kind: str, make: Callable[[type], TrainingStep],
+                 batch: Tuple[torch.Tensor, torch.Tensor],
+                 sizes: Sequence[int]) -> Tuple[TrainingStep, float, List[str]]:
+    """(step, warm-up seconds, fallback notes): the step of `kind`, warmed up, or the next
+    simpler kind that works here. `make(cls)` builds a step of class `cls`."""
+    notes = []
+    order = [CAPTURED, COMPILED, EAGER]
+    for candidate in order[order.index(kind):]:
+        step = make({CAPTURED: CapturedStep, COMPILED: CompiledStep, EAGER: TrainingStep}[candidate])
+        if candidate == EAGER:
+            return step, 0.0, notes
+        started = time.perf_counter()
+        try:
+            warm_up(step, batch, sizes)
+            return step, time.perf_counter() - started, notes
+        except Exception as error:  # compiler and capture errors come in many types
+            note = (f"the {candidate} training step failed ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}); falling back")
+            warnings.warn(note)
+            notes.append(note)
+    raise AssertionError("unreachable: the eager step needs no warm-up")

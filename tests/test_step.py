@@ -1,0 +1,95 @@
+"""The training step's three forms compute the same thing, and the fastest one that cannot run
+here gives way to the next with a warning."""
+import pytest
+import torch
+
+from helpers.config import make_config
+from helpers.data import load_data
+from helpers.model import build_resnet
+from helpers.recipes import resolve_recipe
+from helpers.step import (CAPTURED, COMPILED, EAGER, CompiledStep, TrainingStep,
+                          choose_step_kind, prepare_step, warm_up)
+from helpers.training import Trainer, make_optimizer
+
+
+def tiny_network(seed=0):
+    torch.manual_seed(seed)
+    return build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
+
+
+def batches(count=3, size=8):
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(size, 3, 32, 32, generator=generator),
+             torch.randint(0, 10, (size,), generator=generator)) for _ in range(count)]
+
+
+def make_step(step_class=TrainingStep, network=None):
+    network = network or tiny_network()
+    optimizer = make_optimizer(network, resolve_recipe(make_config(recipe="improved")))
+    return step_class(network, optimizer, torch.nn.CrossEntropyLoss(label_smoothing=0.1))
+
+
+def test_compiled_step_gives_the_losses_and_weights_of_the_eager_step():
+    eager, compiled = make_step(), make_step(CompiledStep)
+    for images, labels in batches():
+        eager_loss, _ = eager(images, labels)
+        compiled_loss, _ = compiled(images, labels)
+        assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-4, abs=1e-5)
+    for mine, theirs in zip(eager.model.state_dict().values(), compiled.model.state_dict().values()):
+        assert torch.allclose(mine.float(), theirs.float(), atol=1e-4)
+
+
+def test_warm_up_leaves_weights_statistics_and_momentum_as_they_were():
+    warmed, fresh = make_step(), make_step()
+    warm_up(warmed, batches(1, size=8)[0], sizes=[8, 4])
+    for mine, theirs in zip(warmed.model.state_dict().values(), fresh.model.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    # The momentum left by the warm-up is zero: the next step is the one a fresh run takes.
+    for images, labels in batches(2):
+        assert warmed(images, labels)[0].item() == pytest.approx(fresh(images, labels)[0].item(), abs=1e-6)
+    for mine, theirs in zip(warmed.model.parameters(), fresh.model.parameters()):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+
+
+def test_a_step_that_fails_to_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken_compile(function, **options):
+        def compiled(*args, **kwargs):
+            raise RuntimeError("no compiler here")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    before = {k: v.clone() for k, v in tiny_network().state_dict().items()}
+    network = tiny_network()
+    with pytest.warns(UserWarning, match="compiled training step failed.*falling back"):
+        step, warmup_s, notes = prepare_step(COMPILED, lambda cls: make_step(cls, network),
+                                             batches(1)[0], sizes=[8])
+    assert step.kind == EAGER and warmup_s == 0.0 and "no compiler here" in notes[0]
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+
+
+@pytest.mark.parametrize("setting, device, capability, extra, expected", [
+    (False, "cuda", (9, 0), {}, EAGER),
+    ("auto", "cpu", None, {}, EAGER),
+    ("auto", "cuda", (7, 5), {}, EAGER),                # Colab's T4
+    ("auto", "cuda", (9, 0), {}, CAPTURED),             # H100 / H200
+    (True, "cpu", None, {}, COMPILED),
+    (True, "cuda", (7, 5), {}, CAPTURED),
+    ("auto", "cuda", (8, 0), {"scaler": object()}, COMPILED),
+    ("auto", "cuda", (8, 0), {"distributed": True}, COMPILED),
+    ("auto", "cuda", (8, 0), {"distillation": True}, COMPILED),
+])
+def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capability, extra, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a test GPU")
+    kind, why = choose_step_kind(setting, torch.device(device), **extra)
+    assert kind == expected and why
+
+
+def test_trainer_says_which_step_runs_and_records_it(tmp_path, capsys):
+    config = make_config(data_source="synthetic", train_subset=60, val_size=20, batch_size=16,
+                         epochs=1, progress="lines", output_dir=str(tmp_path), compile=False)
+    trainer = Trainer(config, resolve_recipe(config), load_data(config), tiny_network(),
+                      torch.device("cpu"))
+    result = trainer.fit()
+    assert "training step: eager (compile=False)" in capsys.readouterr().out
+    assert result.step_kind == EAGER and result.warmup_s == 0.0
