@@ -175,7 +175,7 @@ def _stop_on_non_finite(epoch: int, step: int) -> None:
         "probably too high for this batch size: lower lr (e.g. by 10x) and run again.")
 
 
-def test_time_views(batch: torch.Tensor, flip: bool, translate: int) -> List[Tuple[float, torch.Tensor]]:
+def tta_views(batch: torch.Tensor, flip: bool, translate: int) -> List[Tuple[float, torch.Tensor]]:
     """(weight, view) pairs whose weighted logits are averaged: the image (and its mirror);
     with `translate`, half the weight goes to copies shifted by -n and +n pixels on both axes
     (reflect padding), as airbench's tta_level=2."""
@@ -197,7 +197,7 @@ def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
                    tta_flip: bool = False, amp_dtype: Optional[torch.dtype] = None,
                    channels_last: bool = False, tta_translate: int = 0) -> torch.Tensor:
     """Logits (float32) for uint8 images (N, 3, 32, 32) on the network's device, in eval mode,
-    averaged over the test-time views (see test_time_views)."""
+    averaged over the test-time views (see tta_views)."""
     network.eval()
     device = next(network.parameters()).device
     outputs = []
@@ -207,7 +207,7 @@ def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outputs.append(sum(weight * network(view).float()
-                               for weight, view in test_time_views(batch, tta_flip, tta_translate)))
+                               for weight, view in tta_views(batch, tta_flip, tta_translate)))
     return torch.cat(outputs) if outputs else torch.zeros(0, 10, device=device)
 
 

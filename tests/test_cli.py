@@ -20,3 +20,17 @@ def test_every_notebook_parameter_is_an_option():
 
     help_text = run_cli("--help").stdout
     assert all(f"--{name.replace('_', '-')}" in help_text for name in PARAMETER_NAMES)
+
+
+def test_a_misspelt_option_is_named_with_the_closest_known_one():
+    result = run_cli("--epoch", "1")
+    assert result.returncode == 2 and "unknown parameter 'epoch' — did you mean 'epochs'?" in result.stderr
+
+
+def test_help_says_what_each_option_does_and_on_off_options_need_no_value():
+    from helpers.cli import parse_args
+
+    help_text = run_cli("--help").stdout
+    assert "training epochs (default: 75)" in help_text and "--resume [True|False]" in help_text
+    assert parse_args(["--test-each-epoch", "--epochs", "3"]).test_each_epoch is True
+    assert parse_args(["--resume", "False"]).resume is False

@@ -126,3 +126,70 @@ def test_every_recipe_setting_but_its_name_can_be_overridden():
 
     fields = {f.name for f in dataclasses.fields(Recipe)} | {f.name for f in dataclasses.fields(Augmentation)}
     assert set(_SETTINGS) == fields - {"name", "augmentation"}
+
+
+def test_a_misspelt_parameter_is_named_with_the_closest_known_one():
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch' — did you mean 'epochs'?"):
+        make_config(epoch=1)
+
+
+def test_papermill_injected_parameters_that_the_notebook_lacks_stop_the_run():
+    from helpers.config import config_from_namespace
+
+    executed = ["", "import x", "epochs = 75\nseed = 0", '# Parameters\nepoch = 1\nseed = 2\n',
+                "config = config_from_namespace(globals())"]
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch' — did you mean 'epochs'?"):
+        config_from_namespace({"In": executed, "epochs": 75, "epoch": 1, "seed": 2})
+    # Interactively (no injected cell before this one) other variables are nobody's business.
+    assert config_from_namespace({"In": executed[:3] + ["config = ..."], "data": object(),
+                                  "seed": 2}).seed == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("ten", "epochs='ten' must be an integer"),
+    ("3.5", "epochs=3.5 must be an integer"),
+])
+def test_a_non_integer_says_it_must_be_an_integer(value, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make_config(epochs=value)
+
+
+def test_weights_may_be_one_path_or_a_list():
+    assert make_config(model_weights="a.pt").model_weights == ("a.pt",)
+    assert make_config(model_weights="['a.pt', 'b.pt']").model_weights == ("a.pt", "b.pt")
+    assert make_config(teacher_weights=["t.pt"]).teacher_weights == ("t.pt",)
+    with pytest.raises(ConfigError, match="model_weights"):
+        make_config(model_weights="[]")
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), (True, True), ("False", False)])
+def test_compile_is_auto_true_or_false(value, expected):
+    assert make_config(compile=value).compile == expected
+
+
+def test_compile_refuses_anything_else():
+    with pytest.raises(ConfigError, match="compile='fast' is not one of 'auto', True, False"):
+        make_config(compile="fast")
+
+
+def test_figures_go_under_output_dir_unless_figures_dir_is_set():
+    assert make_config(output_dir="runs/a").figures_folder == os.path.join("runs/a", "figures")
+    assert make_config(figures_dir="elsewhere").figures_folder == "elsewhere"
+
+
+def test_every_parameter_has_a_meaning_and_the_notebook_cell_has_every_parameter_at_its_default():
+    import ast
+    import json
+
+    from conftest import ROOT
+    from helpers.config import PARAMETER_HELP, PARAMETER_NAMES, RunConfig
+
+    assert set(PARAMETER_HELP) == set(PARAMETER_NAMES)
+    with open(os.path.join(ROOT, "final-code.ipynb")) as file:
+        cells = json.load(file)["cells"]
+    source, = ["".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body}
+    assert list(values) == list(PARAMETER_NAMES)
+    defaults = RunConfig().to_dict()
+    assert all(make_config(**{name: value}).to_dict()[name] == defaults[name]
+               for name, value in values.items())

@@ -156,3 +156,50 @@ def _removed(root, relative):
 def _added(root, relative):
     os.makedirs(os.path.join(root, relative))
     return root
+
+
+def test_test_subset_is_class_balanced_for_folders_and_synthetic_data(image_folder):
+    folder = load_data(folder_config(image_folder, test_subset=20, val_size=0))
+    assert np.all(np.bincount(folder.test.labels, minlength=10) == 2)
+    synthetic = load_data(make_config(data_source="synthetic", test_subset=30, val_size=0))
+    assert np.all(np.bincount(synthetic.test.labels, minlength=10) == 3)
+    with pytest.raises(DataError, match="test_subset=100 must be between 10 and the 60 test images"):
+        load_data(folder_config(image_folder, test_subset=100))
+
+
+def test_decoded_images_are_cached_beside_the_folder_and_reused(image_folder, monkeypatch):
+    from helpers import data as data_module
+
+    first = load_data(folder_config(image_folder, val_size=0))
+    assert os.path.isfile(data_module.cache_path(os.path.join(image_folder, "train")))
+
+    def no_decoding(paths):
+        raise AssertionError("decoded again although the cache matches the files")
+
+    monkeypatch.setattr(data_module, "read_images", no_decoding)
+    again = load_data(folder_config(image_folder, val_size=0, train_subset=20))
+    assert np.array_equal(again.test.images, first.test.images)
+    assert np.all(np.bincount(again.train.labels, minlength=10) == 2)
+
+
+def test_a_changed_image_rebuilds_the_cache(image_folder):
+    from PIL import Image
+
+    load_data(folder_config(image_folder, val_size=0))
+    changed = os.path.join(image_folder, "test", "ship", "0002.png")
+    Image.fromarray(np.full((32, 32, 3), 77, np.uint8)).save(changed)
+    data = load_data(folder_config(image_folder, val_size=0))
+    ship = np.flatnonzero(data.test.labels == CIFAR10_CLASSES.index("ship"))[2]
+    assert np.all(data.test.images[ship] == 77)
+
+
+def test_a_read_only_image_folder_still_loads_without_a_cache(image_folder, monkeypatch):
+    from helpers import data as data_module
+
+    def read_only(path, write):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data_module, "atomic_write", read_only)
+    data = load_data(folder_config(image_folder, val_size=0))
+    assert len(data.train) == 60
+    assert not os.path.exists(data_module.cache_path(os.path.join(image_folder, "train")))

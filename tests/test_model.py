@@ -32,3 +32,12 @@ def test_depth_and_width_are_arguments():
     small = build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
     assert small(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     assert count_parameters(small) < 20_000
+
+
+def test_layer_table_lists_every_block_with_its_output_shape_and_sums_to_the_total():
+    from helpers.model import layer_table
+
+    rows = layer_table(build_resnet())
+    assert [r["layer"] for r in rows][:2] == ["stem", "stage 1 block 1"] and len(rows) == 15
+    assert rows[1]["output"] == (64, 32, 32) and rows[-3]["output"] == (256, 1, 1)
+    assert sum(r["params"] for r in rows[:-1]) == rows[-1]["params"] == REFERENCE_PARAMETER_COUNT

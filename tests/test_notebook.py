@@ -13,7 +13,13 @@ from conftest import ROOT
 papermill = pytest.importorskip("papermill")
 NOTEBOOK = os.path.join(ROOT, "final-code.ipynb")
 FIGURES = ("augmented_samples", "training_curves", "lr_schedule", "confusion_matrix",
-           "per_class_accuracy", "misclassified")
+           "per_class_accuracy", "reliability_diagram", "misclassified")
+
+
+def committed_figures():
+    """Name -> bytes of the repository's figures/ folder, which runs must leave alone."""
+    folder = os.path.join(ROOT, "figures")
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
 
 
 def execute(output_notebook, **parameters):
@@ -29,17 +35,25 @@ def stream_text(notebook_path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """The issue's smoke run: 1 epoch on 512 synthetic images, 64 of them for validation."""
+    """The issue's smoke run: 1 epoch on 512 synthetic images, 64 of them for validation, with
+    the default figures_dir; returns the folder, the executed notebook and figures/ before."""
     folder = tmp_path_factory.mktemp("smoke")
     executed = folder / "out.ipynb"
+    before = committed_figures()
     execute(executed, epochs=1, data_source="synthetic", train_subset=512, val_size=64,
-            output_dir=str(folder / "outputs"), figures_dir=str(folder / "figures"))
-    return folder, executed
+            test_subset=200, output_dir=str(folder / "outputs"))
+    return folder, executed, before
+
+
+def test_a_run_with_default_parameters_leaves_the_committed_figures_alone(smoke_run):
+    folder, _, before = smoke_run
+    assert committed_figures() == before
+    assert sorted(os.listdir(folder / "outputs" / "figures")) == sorted(f"{n}.png" for n in FIGURES)
 
 
 def test_smoke_run_writes_checkpoints_metrics_and_figures(smoke_run):
-    folder, _ = smoke_run
-    assert {"checkpoint.pt", "best.pt", "metrics.json"} <= set(os.listdir(folder / "outputs"))
+    folder, _, _ = smoke_run
+    assert {"checkpoint.pt", "best.pt", "metrics.json", "model.pt"} <= set(os.listdir(folder / "outputs"))
     with open(folder / "outputs" / "metrics.json") as file:
         metrics = json.load(file)
     for key in ("params", "test_accuracy", "best_val_accuracy", "epochs", "epochs_completed",
@@ -49,21 +63,26 @@ def test_smoke_run_writes_checkpoints_metrics_and_figures(smoke_run):
     assert metrics["params"] == 4_697_162 and metrics["recipe"] == "reference"
     assert metrics["device"] == "cpu" and metrics["epochs_completed"] == 1
     assert metrics["synthetic_data"] is True and "SYNTHETIC" in metrics["warning"]
+    assert metrics["test_images"] == 200 and metrics["architecture"] == "resnet"
     assert set(metrics["history"][0]) >= {"lr", "train_loss", "train_accuracy", "val_loss",
                                           "val_accuracy", "seconds"}
-    assert sorted(os.listdir(folder / "figures")) == sorted(f"{name}.png" for name in FIGURES)
 
 
-def test_smoke_run_says_loudly_that_the_data_is_synthetic(smoke_run):
-    _, executed = smoke_run
+def test_smoke_run_shows_the_model_and_says_loudly_that_the_data_is_synthetic(smoke_run):
+    _, executed, _ = smoke_run
     text = stream_text(executed)
     assert text.count("SYNTHETIC") >= 3  # config banner, data summary, conclusions
-    assert "4,697,162 trainable parameters" in text and "epoch   1/1" in text
+    assert "resnet: 4,697,162 trainable parameters" in text and "epoch   1/1" in text
+    assert "stage 3 block 3" in text and "4,697,162" in text.split("total")[-1]  # layer table
+    assert "training step: eager" in text and "expected calibration error" in text
+    with open(executed) as file:
+        markdown = json.dumps(json.load(file)["cells"])
+    assert "class BasicBlock(nn.Module)" in markdown  # the model's source, displayed
 
 
 def test_executed_notebook_passes_nbval(smoke_run):
     """nbval re-runs the executed notebook and compares the NBVAL_CHECK_OUTPUT cells."""
-    _, executed = smoke_run
+    _, executed, _ = smoke_run
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "--nbval-lax", str(executed)], cwd=ROOT, capture_output=True, text=True,
                             # nbval starts the kernel in the notebook's folder, outside the repo
@@ -89,6 +108,7 @@ def test_dataloader_pipeline_improved_recipe_and_kaggle_submission(tmp_path):
         metrics = json.load(file)
     assert metrics["recipe"] == "improved" and metrics["pipeline"] == "dataloader"
     assert metrics["recipe_settings"]["label_smoothing"] > 0
+    assert metrics["params"] == 4_697_162  # the evaluated EMA copy counts as the network
 
 
 def _corrupt_checkpoint(folder):
@@ -99,6 +119,8 @@ def _corrupt_checkpoint(folder):
 
 @pytest.mark.parametrize("parameters, expected", [
     ({"epochs": 0}, "epochs"),
+    ({"epoch": 1}, "unknown parameter 'epoch' — did you mean 'epochs'?"),
+    ({"epochs": "ten"}, "epochs='ten' must be an integer"),
     ({"batch_size": -5}, "batch_size"),
     ({"milestones": "[40, 30]"}, "milestones"),
     ({"data_source": "bogus"}, "data_source"),
@@ -118,4 +140,6 @@ def test_bad_parameters_stop_the_notebook_with_a_message(tmp_path, parameters, e
     with pytest.raises(papermill.PapermillExecutionError) as error:
         execute(tmp_path / "out.ipynb", **parameters)
     assert expected in str(error.value)
+    # The reason comes first, in two lines, not at the end of a traceback through the helpers.
+    assert expected in error.value.traceback[0] and len(error.value.traceback) <= 2
     assert not os.path.exists(tmp_path / "outputs" / "metrics.json")
