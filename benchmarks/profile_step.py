@@ -1,11 +1,12 @@
 """Where a training step's time goes: GPU busy time against wall time, the top kernels, and
 how often the CPU had to wait for the GPU.
 
-    python benchmarks/profile_step.py --recipe reference --json
-    python benchmarks/profile_step.py --recipe improved --steps 40
+    python benchmarks/profile_step.py --recipe reference --json                 # compile="auto"
+    python benchmarks/profile_step.py --recipe reference --compile False --json  # the eager step
 
 The step is the Trainer's own (fast pipeline, the recipe's augmentation, schedule and EMA,
-autocast and channels_last on CUDA), on random uint8 images. Three measurements:
+autocast and channels_last on CUDA, and the training step `--compile` chooses, warmed up and
+captured before measuring), on random uint8 images. Three measurements:
 
 * wall: milliseconds per step over `--steps` steps, without the profiler;
 * kernels: GPU kernel milliseconds per step from torch.profiler; kernels / wall is the share of
@@ -31,7 +32,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helpers.config import make_config  # noqa: E402
+from helpers.config import COMPILE_MODES, make_config  # noqa: E402
 from helpers.data import CifarData, ImageSet  # noqa: E402
 from helpers.model import build_resnet  # noqa: E402
 from helpers.recipes import resolve_recipe  # noqa: E402
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--recipe", choices=("reference", "improved"), default="reference")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--compile", default="auto", choices=[str(m) for m in COMPILE_MODES],
+                        help="the training step: auto (as training chooses), True, False (eager)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--top", type=int, default=12, help="kernels listed")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -68,10 +71,12 @@ def main() -> None:
     cuda = device.type == "cuda"
 
     config = make_config(recipe=args.recipe, batch_size=args.batch_size, device=args.device,
-                         progress="none", output_dir=os.path.join("/tmp", "profile_step"))
+                         compile=args.compile, progress="none",
+                         output_dir=os.path.join("/tmp", "profile_step"))
     torch.manual_seed(0)
     trainer = Trainer(config, resolve_recipe(config), random_data(args.batch_size * (2 * args.steps + 10)),
                       build_resnet(), device)
+    step = trainer.prepare_step()
     batches = itertools.chain.from_iterable(trainer.batches(epoch) for epoch in itertools.count(1))
 
     def run(steps: int) -> float:
@@ -79,10 +84,8 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
-        train_one_epoch(trainer.model, itertools.islice(batches, steps), trainer.optimizer,
-                        trainer.loss_fn, epoch=1, after_step=trainer.after_step,
-                        scaler=trainer.scaler, amp_dtype=trainer.amp_dtype,
-                        channels_last=trainer.channels_last, check_every=25)
+        train_one_epoch(step, itertools.islice(batches, steps), epoch=1,
+                        after_step=trainer.after_step, check_every=25)
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - started
@@ -112,6 +115,8 @@ def main() -> None:
 
     result = {
         "recipe": args.recipe,
+        "training_step": step.kind,
+        "warmup_s": round(trainer.warmup_s, 1),
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         "batch_size": args.batch_size,
         "steps": args.steps,
@@ -126,8 +131,8 @@ def main() -> None:
         "torch": torch.__version__,
         "commit": git_commit(),
     }
-    print(f"{args.recipe} on {result['device']}: {wall_ms:.2f} ms per step of {args.batch_size} "
-          f"({result['images_per_s']:,.0f} img/s)")
+    print(f"{args.recipe} on {result['device']}, {step.kind} step: {wall_ms:.2f} ms per step of "
+          f"{args.batch_size} ({result['images_per_s']:,.0f} img/s)")
     if cuda:
         print(f"GPU kernels {kernel_ms:.2f} ms per step: busy {kernel_ms / wall_ms:.0%} of the time; "
               f"{waits} waits for the GPU in {args.steps} steps")

@@ -3,14 +3,17 @@
     python benchmarks/throughput.py --device cpu --what data --json
     python benchmarks/throughput.py --device cuda --what train --json
 
-Both pipelines run side by side in one process, in alternating rounds (median reported), on
+The pipelines run side by side in one process, in alternating rounds (median reported), on
 the same random uint8 images with the
 reference recipe's augmentation (crop, flip, colour jitter, rotation, normalization):
 
 * baseline: torchvision transforms per PIL image in a DataLoader with one worker per core,
-  fp32 and the default memory format;
+  fp32 and the default memory format, eager training step;
 * fast: augmentation batched on the device; for `train`, also bf16/fp16 autocast and
-  channels_last on CUDA, as the training loop uses them.
+  channels_last on CUDA, as the training loop uses them, with the eager training step;
+* compiled (`train` only): the fast pipeline with the step that compile=True builds
+  (helpers/step.py): compiled, and on CUDA captured as a CUDA graph. Its warm-up (compiling,
+  capturing) is timed apart and reported as `compiled_warmup_s`. --no-compiled skips it.
 
 `data` counts augmented images per second delivered on the device (no model); `train` counts
 images per second through full SGD steps of the 4,697,162-parameter network. With --json the
@@ -37,6 +40,7 @@ from helpers.augment import dataloader_batches, epoch_generator, fast_batches  #
 from helpers.model import build_resnet  # noqa: E402
 from helpers.recipes import REFERENCE_AUGMENTATION  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
+from helpers.step import EAGER, TrainingStep, choose_step_kind, prepare_step  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
 
 
@@ -94,6 +98,8 @@ def main() -> None:
                         help="default: 256 (data, or train on cuda), 32 (train on cpu)")
     parser.add_argument("--batches", type=int, default=None, help="measured batches per pipeline")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="train: measure baseline and fast only (compiling takes minutes on a CPU)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone (see pin_malloc_threshold)")
     args = parser.parse_args()
@@ -134,24 +140,33 @@ def main() -> None:
             counter[0] += len(batch[1])
             yield batch
 
-    def trainer(fast: bool) -> Callable:
+    warmups = {}
+
+    def trainer(pipeline: str) -> Callable:
+        """A `consume` that trains the network on the batches with `pipeline`'s settings."""
         torch.manual_seed(0)
         network = build_resnet().to(device)
-        channels_last = fast and device.type == "cuda"
+        channels_last = pipeline != "baseline" and device.type == "cuda"
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9)
-        amp_dtype = resolve_amp("auto" if fast else "off", device)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9,
+                                    fused=(pipeline == "compiled" and device.type == "cuda") or None)
+        amp_dtype = resolve_amp("auto" if pipeline != "baseline" else "off", device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        loss_fn = torch.nn.CrossEntropyLoss()
+        kind = choose_step_kind(True, device, scaler=scaler)[0] if pipeline == "compiled" else EAGER
+
+        def make(step_class):
+            return step_class(network, optimizer, torch.nn.CrossEntropyLoss(), scaler=scaler,
+                              amp_dtype=amp_dtype, channels_last=channels_last)
+
+        step, warmups[pipeline], _ = prepare_step(kind, make, next(iter(fast_epoch(0))), [batch_size])
 
         def steps(batches):
             images = [0]
-            train_one_epoch(network, counted(batches, images), optimizer, loss_fn, epoch=1,
-                            scaler=scaler, amp_dtype=amp_dtype, channels_last=channels_last,
-                            check_every=25)
+            train_one_epoch(step, counted(batches, images), epoch=1, check_every=25)
             return images[0]
 
+        steps.kind = step.kind
         return steps
 
     def measure(make_epoch: Callable, consume: Callable) -> float:
@@ -161,15 +176,18 @@ def main() -> None:
         finally:
             batches.close()  # stops the DataLoader workers, which would compete with the next run
 
-    consume_baseline = deliver if args.what == "data" else trainer(fast=False)
-    consume_fast = deliver if args.what == "data" else trainer(fast=True)
-    # Alternating rounds and the median of each: a noisy machine slows both alike.
+    pipelines = {"baseline": baseline_epoch, "fast": fast_epoch}
+    if args.what == "train" and not args.no_compiled:
+        pipelines["compiled"] = fast_epoch
+    consumers = {name: deliver if args.what == "data" else trainer(name) for name in pipelines}
+    # Alternating rounds and the median of each: a noisy machine slows all alike.
     rounds = 1 if cpu_train else 3
-    baseline_rounds, fast_rounds = [], []
+    measured_rounds = {name: [] for name in pipelines}
     for _ in range(rounds):
-        baseline_rounds.append(measure(baseline_epoch, consume_baseline))
-        fast_rounds.append(measure(fast_epoch, consume_fast))
-    baseline, fast = statistics.median(baseline_rounds), statistics.median(fast_rounds)
+        for name, make_epoch in pipelines.items():
+            measured_rounds[name].append(measure(make_epoch, consumers[name]))
+    speeds = {name: statistics.median(values) for name, values in measured_rounds.items()}
+    baseline, fast = speeds["baseline"], speeds["fast"]
 
     result = {
         "what": args.what,
@@ -184,15 +202,23 @@ def main() -> None:
         "measured_batches": measured,
         "rounds": rounds,
         "malloc_threshold_pinned": malloc_pinned,
-        "baseline_rounds_img_s": [round(r, 1) for r in baseline_rounds],
-        "fast_rounds_img_s": [round(r, 1) for r in fast_rounds],
+        **{f"{name}_rounds_img_s": [round(r, 1) for r in values]
+           for name, values in measured_rounds.items()},
         "amp": str(resolve_amp("auto", device)) if args.what == "train" else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "commit": git_commit(),
     }
+    if "compiled" in speeds:
+        result.update(compiled_img_s=round(speeds["compiled"], 1),
+                      compiled_ratio=round(speeds["compiled"] / baseline, 2),
+                      compiled_step=consumers["compiled"].kind,
+                      compiled_warmup_s=round(warmups["compiled"], 1))
     print(f"{args.what} on {args.device}: baseline {baseline:,.0f} img/s, fast {fast:,.0f} img/s "
           f"({fast / baseline:.1f}x), batch {batch_size}")
+    if "compiled" in speeds:
+        print(f"compiled ({result['compiled_step']}, {result['compiled_warmup_s']} s warm-up): "
+              f"{speeds['compiled']:,.0f} img/s ({speeds['compiled'] / baseline:.1f}x the baseline)")
     if args.json:
         print(json.dumps(result))
 
