@@ -179,11 +179,13 @@ def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEval
     """Evaluate the final model once on the test images (never used for any choice); an
     ensemble's members are evaluated alone as well."""
     images, labels = to_device_tensors(data.test.images, data.test.labels, run.device)
-    member_accuracies = None
-    if len(result.members) > 1:
-        member_accuracies = [from_logits(_test_logits(run, member, images), labels).accuracy
-                             for member in result.members]
-    return from_logits(_test_logits(run, result.network, images), labels, member_accuracies)
+    if len(result.members) < 2:
+        return from_logits(_test_logits(run, result.network, images), labels)
+    # Each member's (test-time augmented) logits once; the ensemble averages their softmax.
+    member_logits = [_test_logits(run, member, images) for member in result.members]
+    average = torch.stack([logits.softmax(1) for logits in member_logits]).mean(0)
+    return from_logits(average.log(), labels,
+                       [from_logits(logits, labels).accuracy for logits in member_logits])
 
 
 def quality_report(run: Run, data: CifarData, test: TestEvaluation) -> str:

@@ -1,11 +1,15 @@
-"""The README's results tables, generated from the committed runs under results/.
+"""The generated tables of README.md and results/README.md, from the committed runs under
+results/ and from the notebook's parameters.
 
-    python scripts/results_tables.py           rewrite the generated blocks of README.md
-    python scripts/results_tables.py --check   exit 1 if README.md is not what results/ says
+    python scripts/results_tables.py           rewrite the generated blocks
+    python scripts/results_tables.py --check   exit 1 if a block is not what the files say
 
-Each generated block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`
-in README.md; everything outside the markers is written by hand. Runs are the folders of
-results/ with a metrics.json; runs that differ only in their seed form one row.
+Each generated block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`;
+everything outside the markers is written by hand. Runs are the folders of results/ with a
+metrics.json; runs that differ only in their seed form one row. The official-equivalent
+accuracy of a JPEG-mirror run is estimated from results/calibration/airbench.json: its mirror
+accuracy plus the delta (published official - measured mirror) of the airbench trainer whose
+mirror accuracy is nearest.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from helpers.config import PARAMETER_HELP, RunConfig  # noqa: E402
+
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
 
@@ -31,6 +39,28 @@ def load_runs(results_dir: str) -> List[dict]:
         metrics["folder"] = os.path.basename(os.path.dirname(path))
         runs.append(metrics)
     return runs
+
+
+def load_calibration(results_dir: str) -> Optional[dict]:
+    """trainer -> (mirror mean, delta) from calibration/airbench.json, if it has been measured."""
+    path = os.path.join(results_dir, "calibration", "airbench.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        trainers = json.load(file)["trainers"]
+    measured = {name: (t["mirror_mean"], t["delta"]) for name, t in trainers.items()
+                if t.get("mirror_mean") is not None}
+    return measured or None
+
+
+def official_equivalent(accuracy: float, run: dict, calibration: Optional[dict]) -> str:
+    """The estimate for a mirror accuracy, naming the trainer whose delta it uses."""
+    if run["data_source"] != "folder":
+        return "(official images)" if run["data_source"] == "torchvision" else "n/a"
+    if calibration is None:
+        return "not yet measured"
+    trainer = min(calibration, key=lambda name: abs(calibration[name][0] - accuracy))
+    return f"{accuracy + calibration[trainer][1]:.2f} % (estimated, {trainer} delta)"
 
 
 def data_label(run: dict) -> str:
@@ -85,29 +115,69 @@ def accuracy_cell(group: List[dict]) -> str:
     return cell
 
 
-def runs_table(runs: List[dict]) -> str:
+def grouped(runs: List[dict]) -> List[List[dict]]:
+    """Runs of one setting together, GPU before CPU, reference first, as shipped first."""
     groups: Dict[tuple, List[dict]] = {}
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
-    lines = ["| recipe | runs | data | test accuracy | training time | seeds | hardware | commit | "
-             + " | ".join(f"first ≥ {t:g} %" for t in THRESHOLDS) + " |",
-             "|---" * (8 + len(THRESHOLDS)) + "|"]
-    def order(group: List[dict]) -> tuple:  # GPU before CPU, reference first, as shipped first
+
+    def order(group: List[dict]) -> tuple:
         run = group[0]
         return (run["device"] == "cpu", run["recipe"] != "reference",
                 bool(run["config"].get("recipe_overrides")), run["val_images"])
 
-    for group in sorted(groups.values(), key=order):
+    for group in groups.values():
         group.sort(key=lambda r: r["seed"])
+    return sorted(groups.values(), key=order)
+
+
+def mean_accuracy(group: List[dict]) -> float:
+    return statistics.mean(r["test_accuracy"] for r in group)
+
+
+def runs_table(runs: List[dict], calibration: Optional[dict], link: str = "") -> str:
+    """Every committed run; `link` is the path from the page to results/."""
+    lines = ["| recipe | runs | data | test accuracy | official-equivalent (estimated) | "
+             "training time | seeds | hardware | commit | "
+             + " | ".join(f"first ≥ {t:g} %" for t in THRESHOLDS) + " |",
+             "|---" * (9 + len(THRESHOLDS)) + "|"]
+    for group in grouped(runs):
         first = group[0]
-        folders = ", ".join(f"[{r['folder']}](results/{r['folder']})" for r in group)
+        folders = ", ".join(f"[{r['folder']}]({link}{r['folder']})" for r in group)
         lines.append("| " + " | ".join([
             recipe_label(first) + (f", `val_size={first['config']['val_size']}`"),
             folders, data_label(first), accuracy_cell(group),
+            official_equivalent(mean_accuracy(group), first, calibration),
             ", ".join(f"{r['wall_time_s']:.0f} s" for r in group),
             ", ".join(str(r["seed"]) for r in group),
             first["device"].replace("cuda: ", ""), first["commit"][:7],
             *(per_run(group, lambda r: time_to(r, t)) for t in THRESHOLDS)]) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(runs: List[dict], calibration: Optional[dict]) -> str:
+    """The README's short table: full-length GPU runs on all 50,000 training images."""
+    lines = ["| recipe | test accuracy, CIFAR-10 (JPEG mirror) | official-equivalent (estimated) "
+             "| training time | hardware |", "|---|---|---|---|---|"]
+    for group in grouped(runs):
+        first = group[0]
+        if first["device"] == "cpu" or first["val_images"] or first["train_images"] != 50_000:
+            continue
+        accuracy = accuracy_cell(group).split(" (")[0]
+        seeds = f"{len(group)} seeds" if len(group) > 1 else f"seed {first['seed']}"
+        lines.append(f"| {recipe_label(first)} | {accuracy} ({seeds}) | "
+                     f"{official_equivalent(mean_accuracy(group), first, calibration)} | "
+                     f"{statistics.mean(r['wall_time_s'] for r in group):.0f} s | "
+                     f"{first['device'].replace('cuda: ', '')} |")
+    return "\n".join(lines)
+
+
+def parameters_table() -> str:
+    """Every notebook parameter with its default and meaning."""
+    defaults = RunConfig().to_dict()
+    lines = ["| parameter | default | meaning |", "|---|---|---|"]
+    for name, meaning in PARAMETER_HELP.items():
+        lines.append(f"| `{name}` | `{defaults[name]!r}` | {meaning.replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
 
@@ -141,50 +211,63 @@ def ablation_table(results_dir: str) -> str:
         chosen = " (chosen by the rule)" if name == ablation["chosen"] else ""
         lines.append(f"| {name}{chosen} | `{outcome['overrides'] or '{}'}` | "
                      f"{outcome['final_val_accuracy']:.2f} % | {delta:+.2f} | "
-                     f"[{outcome['folder']}](results/ablation/{outcome['folder']}) |")
+                     f"[{outcome['folder']}](ablation/{outcome['folder']}) |")
     lines += ["", "Full length (the 75-epoch schedule), same seed and split:", "",
               "| variant | val accuracy | run |", "|---|---|---|"]
     shipped_75 = os.path.join(results_dir, "improved-val-seed0", "metrics.json")
     with open(shipped_75) as file:
         shipped_run = json.load(file)
     lines.append(f"| shipped | {final_val(shipped_run):.2f} % at epoch 75 (best {shipped_run['best_val_accuracy']:.2f} %) "
-                 "| [improved-val-seed0](results/improved-val-seed0) |")
+                 "| [improved-val-seed0](improved-val-seed0) |")
     for log in sorted(glob.glob(os.path.join(results_dir, "ablation", "*-75epochs-val", "log.txt"))):
         folder = os.path.basename(os.path.dirname(log))
         epoch, epochs, accuracy = partial_log(log)
         same_point = shipped_run["history"][epoch - 1]["val_accuracy"]
         stopped = "" if epoch == epochs else f" (run stopped by the time limit; shipped at epoch {epoch}: {same_point:.2f} %)"
         lines.append(f"| {folder.replace('-75epochs-val', '').replace('-', ' ')} | {accuracy:.2f} % at "
-                     f"epoch {epoch} of {epochs}{stopped} | [{folder}](results/ablation/{folder}) |")
+                     f"epoch {epoch} of {epochs}{stopped} | [{folder}](ablation/{folder}) |")
     return "\n".join(lines)
 
 
-def render(readme: str, blocks: Dict[str, str]) -> str:
+def render(page: str, blocks: Dict[str, str], name_of_page: str = "README.md") -> str:
     for name, text in blocks.items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- end generated: {name} -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no '<!-- generated: {name} -->' block")
-        readme = pattern.sub(lambda m: m[1] + text + "\n" + m[2], readme)
-    return readme
+        if not pattern.search(page):
+            raise SystemExit(f"{name_of_page} has no '<!-- generated: {name} -->' block")
+        page = pattern.sub(lambda m: m[1] + text + "\n" + m[2], page)
+    return page
+
+
+def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
+    """Page (relative to the repository) -> its generated blocks."""
+    runs, calibration = load_runs(results_dir), load_calibration(results_dir)
+    return {"README.md": {"summary": summary_table(runs, calibration),
+                          "parameters": parameters_table()},
+            os.path.join("results", "README.md"): {"runs": runs_table(runs, calibration),
+                                                   "ablation": ablation_table(results_dir)}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--results", default=os.path.join(ROOT, "results"))
-    parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    parser.add_argument("--root", default=ROOT, help="the folder holding README.md and results/")
     args = parser.parse_args()
-    with open(args.readme) as file:
-        current = file.read()
-    updated = render(current, {"runs": runs_table(load_runs(args.results)),
-                               "ablation": ablation_table(args.results)})
-    if args.check:
-        if updated != current:
-            print("README.md's generated tables are out of date: run python scripts/results_tables.py")
-            sys.exit(1)
-        return
-    with open(args.readme, "w") as file:
-        file.write(updated)
+    stale = []
+    for page, blocks in pages(args.results).items():
+        path = os.path.join(args.root, page)
+        with open(path) as file:
+            current = file.read()
+        updated = render(current, blocks, page)
+        if updated == current:
+            continue
+        stale.append(page)
+        if not args.check:
+            with open(path, "w") as file:
+                file.write(updated)
+    if args.check and stale:
+        print(f"generated tables out of date in {', '.join(stale)}: run python scripts/results_tables.py")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

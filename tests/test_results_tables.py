@@ -38,3 +38,32 @@ def test_seeds_of_one_setting_share_a_row_with_mean_and_sample_std():
 def test_a_readme_without_the_markers_is_refused():
     with pytest.raises(SystemExit, match="generated: runs"):
         tables.render("# no markers here\n", {"runs": "| table |"})
+
+
+def test_official_equivalent_adds_the_delta_of_the_trainer_with_the_nearest_mirror_accuracy(tmp_path):
+    import json
+
+    spec = importlib.util.spec_from_file_location("calibrate_mirror", os.path.join(ROOT, "scripts", "calibrate_mirror.py"))
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    # airbench.json exactly as the calibration script writes it
+    trainers = {"airbench94": calibrate.summarize(94.01, [91.0, 91.02], [3.0, 3.1], [5.0, 5.0]),
+                "airbench96": calibrate.summarize(96.05, [94.5, 94.6], [40.0, 41.0], [50.0, 50.0])}
+    os.makedirs(tmp_path / "calibration")
+    (tmp_path / "calibration" / "airbench.json").write_text(json.dumps({"trainers": trainers}))
+    calibration = tables.load_calibration(str(tmp_path))
+    mirror = {"data_source": "folder"}
+    assert tables.official_equivalent(89.5, mirror, calibration) == "92.50 % (estimated, airbench94 delta)"
+    assert tables.official_equivalent(93.5, mirror, calibration) == "95.00 % (estimated, airbench96 delta)"
+    assert tables.official_equivalent(89.5, mirror, None) == "not yet measured"
+    assert tables.official_equivalent(93.0, {"data_source": "torchvision"}, calibration) == "(official images)"
+    assert tables.load_calibration(str(tmp_path / "nothing-here")) is None
+
+
+def test_parameters_table_lists_every_parameter_with_its_default():
+    from helpers.config import PARAMETER_NAMES
+
+    table = tables.parameters_table()
+    for name in PARAMETER_NAMES:
+        assert f"| `{name}` |" in table
+    assert "| `epochs` | `75` | training epochs |" in table
