@@ -372,7 +372,8 @@ def resolve_device(config: RunConfig) -> torch.device:
 
 def config_differences(saved: Mapping[str, Any], current: RunConfig) -> list:
     """Settings that differ between a checkpoint's config and this one and would change the run."""
-    now = current.to_dict()
-    return [f"{name}: checkpoint has {saved.get(name)!r}, this run has {now[name]!r}"
+    now, defaults = current.to_dict(), RunConfig().to_dict()
+    # A setting a checkpoint does not record is older than the setting: it ran at the default.
+    return [f"{name}: checkpoint has {saved.get(name, defaults[name])!r}, this run has {now[name]!r}"
             for name in PARAMETER_NAMES
-            if name not in RESUMABLE_CHANGES and saved.get(name) != now[name]]
+            if name not in RESUMABLE_CHANGES and saved.get(name, defaults[name]) != now[name]]

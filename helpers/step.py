@@ -136,7 +136,9 @@ class CapturedStep(CompiledStep):
         try:
             for group, rate in zip(groups, self.rates):
                 group["lr"] = rate
-            with torch.cuda.graph(self.graph):
+            # thread_local: another thread's CUDA call (a DataLoader's pinning thread) cannot
+            # invalidate the capture.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 loss, logits = self.forward_and_loss(self.static_images, self.static_targets)
                 loss.backward()
                 self.optimizer.step()

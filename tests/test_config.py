@@ -108,6 +108,11 @@ def test_recipe_overrides_change_one_ingredient_and_keep_the_rest():
     ({"label_smoothing": 1.0}, "must be in [0, 1)"),
     ({"schedule": "onecycle"}, "is not one of 'multistep', 'warmup_cosine', 'warmup_linear'"),
     ({"tta_flip": "maybe"}, "must be True or False"),
+    ({"mixup_alpha": -0.2}, "recipe_overrides['mixup_alpha']=-0.2 must be in [0, 10]"),
+    ({"cutmix_alpha": 11}, "recipe_overrides['cutmix_alpha']=11 must be in [0, 10]"),
+    ({"tta_translate": 9}, "recipe_overrides['tta_translate']=9 must be in [0, 8]"),
+    ({"distill_weight": 1.5}, "recipe_overrides['distill_weight']=1.5 must be in [0, 1]"),
+    ({"distill_temperature": 0}, "recipe_overrides['distill_temperature']=0 must be in (0, 100]"),
     ("[1, 2]", "must be a dict of recipe settings"),
 ])
 def test_bad_recipe_overrides_are_refused_before_any_work(tmp_path, overrides, message):
@@ -193,3 +198,10 @@ def test_every_parameter_has_a_meaning_and_the_notebook_cell_has_every_parameter
     defaults = RunConfig().to_dict()
     assert all(make_config(**{name: value}).to_dict()[name] == defaults[name]
                for name, value in values.items())
+
+
+def test_a_checkpoint_from_before_a_setting_existed_counts_as_its_default():
+    saved = RunConfig().to_dict()
+    del saved["architecture"], saved["teacher_weights"]
+    assert config_differences(saved, make_config()) == []
+    assert "architecture" in config_differences(saved, make_config(architecture="se_resnet"))[0]
