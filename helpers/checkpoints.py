@@ -25,12 +25,20 @@ class CheckpointError(ExplainedError, RuntimeError):
     """A checkpoint or weights file is missing, unreadable, or from another configuration."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call write(file) on a temporary file in path's folder, fsync it, then rename it to path."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; outputs are not
+
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()

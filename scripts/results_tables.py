@@ -31,13 +31,15 @@ THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
 
 
-def load_runs(results_dir: str) -> List[dict]:
+def load_runs(results_dir: str, evaluations: bool = False) -> List[dict]:
+    """Training runs, or (evaluations=True) the runs that evaluated given weights instead."""
     runs = []
     for path in sorted(glob.glob(os.path.join(results_dir, "*", "metrics.json"))):
         with open(path) as file:
             metrics = json.load(file)
         metrics["folder"] = os.path.basename(os.path.dirname(path))
-        runs.append(metrics)
+        if ("evaluated_weights" in metrics) == evaluations:
+            runs.append(metrics)
     return runs
 
 
@@ -172,6 +174,26 @@ def summary_table(runs: List[dict], calibration: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
+def evaluations_table(evaluations: List[dict], calibration: Optional[dict]) -> str:
+    """Runs that evaluated committed weights (an ensemble: each member and the whole)."""
+    lines = ["| weights | run | data | test accuracy | official-equivalent (estimated) | ECE | "
+             "test-time augmentation | hardware | commit |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in evaluations:
+        members = run.get("ensemble_members") or [{"path": p, "test_accuracy": run["test_accuracy"]}
+                                                  for p in run["evaluated_weights"]]
+        weights = "ensemble of " if len(members) > 1 else ""
+        weights += ", ".join(f"`{m['path']}` ({m['test_accuracy']:.2f} % alone)" for m in members)
+        settings = run["recipe_settings"]
+        tta = ", ".join(view for view, on in (("flip", settings["tta_flip"]),
+                                              ("translate", settings.get("tta_translate"))) if on)
+        lines.append(f"| {weights} | [{run['folder']}]({run['folder']}) | {data_label(run)} | "
+                     f"**{run['test_accuracy']:.2f} %** | "
+                     f"{official_equivalent(run['test_accuracy'], run, calibration)} | "
+                     f"{run['ece']:.2f} % | {tta or 'none'} | {run['device'].replace('cuda: ', '')} | "
+                     f"{run['commit'][:7]} |")
+    return "\n".join(lines)
+
+
 def parameters_table() -> str:
     """Every notebook parameter with its default and meaning."""
     defaults = RunConfig().to_dict()
@@ -243,8 +265,10 @@ def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
     runs, calibration = load_runs(results_dir), load_calibration(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration),
                           "parameters": parameters_table()},
-            os.path.join("results", "README.md"): {"runs": runs_table(runs, calibration),
-                                                   "ablation": ablation_table(results_dir)}}
+            os.path.join("results", "README.md"): {
+                "runs": runs_table(runs, calibration),
+                "evaluations": evaluations_table(load_runs(results_dir, evaluations=True), calibration),
+                "ablation": ablation_table(results_dir)}}
 
 
 def main() -> None:
