@@ -75,7 +75,7 @@ def load_torchvision(data_dir: str) -> Tuple[ImageSet, ImageSet]:
             f"({type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
             "run again, or read image folders with data_source='folder' "
-            "(data_dir/train/<class>/*.png and data_dir/test/<class>/*.png).") from None
+            "(data_dir/train/<class>/ and data_dir/test/<class>/ holding .png or .jpg files).") from None
     return tuple(ImageSet(np.asarray(s.data, dtype=np.uint8), np.asarray(s.targets, dtype=np.int64))
                  for s in splits)
 

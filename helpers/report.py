@@ -97,8 +97,8 @@ def summary(metrics: dict) -> str:
         lines.append(f"*** {SYNTHETIC_WARNING} ***")
     val = metrics["best_val_accuracy"]
     lines += [
-        f"test accuracy      {metrics['test_accuracy']:6.2f} %   (reference report: "
-        f"{REFERENCE_TEST_ACCURACY:.2f} %, official test set)",
+        f"test accuracy      {metrics['test_accuracy']:6.2f} %   on {metrics['test_images']:,} "
+        f"test images (the report: {REFERENCE_TEST_ACCURACY:.2f} % on the official 10,000)",
         f"calibration error  {metrics['ece']:6.2f} %   (ECE, 15 bins)",
         "best val accuracy  " + (f"{val:6.2f} %" if val is not None else "   n/a (val_size=0)"),
         f"network            {metrics['architecture']}, {metrics['params']:,} parameters",

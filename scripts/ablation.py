@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -95,6 +96,7 @@ def run_all(variants: List[str], args: argparse.Namespace) -> Dict[str, dict]:
     for variant in variants:
         folder = os.path.join(args.out, folder_name(variant))
         os.makedirs(folder, exist_ok=True)
+        shutil.rmtree(os.path.join(args.work, folder_name(variant)), ignore_errors=True)  # scratch
         log = open(os.path.join(folder, "log.txt"), "w")
         processes[variant] = (subprocess.Popen(command(variant, args), cwd=ROOT, stdout=log,
                                                stderr=subprocess.STDOUT), log)

@@ -78,7 +78,7 @@ profile() {
 notebook_run() {  # folder, then papermill parameters
     local folder=$1; shift
     local target="$STAGE/results/$folder"
-    mkdir -p "$target"
+    mkdir -p "$target" && rm -rf "/tmp/runs/$folder"
     python3 -m papermill final-code.ipynb "$target/final-code.executed.ipynb" --log-output \
         "${DATA_ARGS[@]}" -p epochs "$EPOCHS" -p val_size 0 -p test_each_epoch True \
         -p output_dir "/tmp/runs/$folder" "$@" 2>&1 | tee "$target/papermill.log"

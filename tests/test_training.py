@@ -205,3 +205,12 @@ def test_weight_average_copies_first_then_ramps_its_decay_and_tracks_batchnorm()
     restored.load_state_dict(average.state_dict())
     assert restored.updates == 4
     assert torch.equal(restored.module[0].weight, average.module[0].weight)
+
+
+def test_a_new_run_into_a_training_runs_folder_is_refused_and_names_resume(tmp_path):
+    from helpers.config import ConfigError
+
+    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
+    with pytest.raises(ConfigError, match="already holds a training run.*resume=True"):
+        stages.start(tiny_config(tmp_path, epochs=1))
+    assert stages.start(tiny_config(tmp_path, epochs=2, resume=True)).resume_state["epoch"] == 1
