@@ -82,9 +82,18 @@ def test_smoke_run_shows_the_model_and_says_loudly_that_the_data_is_synthetic(sm
 
 def test_executed_notebook_passes_nbval(smoke_run):
     """nbval re-runs the executed notebook and compares the NBVAL_CHECK_OUTPUT cells."""
-    _, executed, _ = smoke_run
+    folder, executed, _ = smoke_run
+    # The re-run gets its own output_dir: the first run's would be refused as a finished run.
+    with open(executed) as file:
+        notebook = json.load(file)
+    injected, = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    injected["source"] = [line if not line.startswith("output_dir") else
+                          f"output_dir = {str(folder / 'nbval-outputs')!r}\n" for line in injected["source"]]
+    rerun = folder / "nbval.ipynb"
+    with open(rerun, "w") as file:
+        json.dump(notebook, file)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "--nbval-lax", str(executed)], cwd=ROOT, capture_output=True, text=True,
+                             "--nbval-lax", str(rerun)], cwd=ROOT, capture_output=True, text=True,
                             # nbval starts the kernel in the notebook's folder, outside the repo
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
