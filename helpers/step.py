@@ -55,7 +55,8 @@ class Distillation:
 
 
 class TrainingStep:
-    """One eager SGD step; returns (loss, logits), detached, for the epoch's running totals."""
+    """One eager SGD step; returns (loss, logits, targets), detached and on the device, for the
+    epoch's running totals (so that the targets are not copied to the device a second time)."""
 
     kind = EAGER
     cache_casts = True  # autocast's cache of weights cast to bf16/fp16 within one forward pass
@@ -86,7 +87,7 @@ class TrainingStep:
                 loss = self.loss_fn(logits, targets)
         return loss, logits
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         images, targets = self.prepare_inputs(images, targets)
         loss, logits = self.forward_and_loss(images, targets)
         self.optimizer.zero_grad(set_to_none=True)
@@ -97,7 +98,7 @@ class TrainingStep:
         else:
             loss.backward()
             self.optimizer.step()
-        return loss.detach(), logits.detach()
+        return loss.detach(), logits.detach(), targets
 
 
 class CompiledStep(TrainingStep):
@@ -147,7 +148,7 @@ class CapturedStep(CompiledStep):
                 group["lr"] = rate
         self.static_loss, self.static_logits = loss.detach(), logits.detach()
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if self.graph is None or images.shape != self.static_images.shape \
                 or targets.shape != self.static_targets.shape:
             return super().__call__(images, targets)  # before capture, and odd-sized batches
@@ -156,7 +157,7 @@ class CapturedStep(CompiledStep):
         for group, rate in zip(self.optimizer.param_groups, self.rates):
             rate.fill_(group["lr"])  # a kernel on the GPU's queue: no waiting
         self.graph.replay()
-        return self.static_loss, self.static_logits
+        return self.static_loss, self.static_logits, self.static_targets
 
 
 def choose_step_kind(compile_setting, device: torch.device, *, scaler=None,
@@ -185,7 +186,7 @@ class _SavedState:
     place (a captured graph holds these very tensors, so they must not be replaced)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
-        self.tensors = [t for t in (*model.parameters(), *model.buffers())]
+        self.tensors = [*model.parameters(), *model.buffers()]
         self.values = [t.detach().clone() for t in self.tensors]
         self.optimizer = optimizer
         self.momentum = {id(p): (s["momentum_buffer"].clone() if s.get("momentum_buffer") is not None

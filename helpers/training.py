@@ -151,11 +151,10 @@ def train_one_epoch(step: TrainingStep, batches: Iterable[Tuple[torch.Tensor, to
     totals = torch.zeros(2, device=device)  # loss sum, correct; on the device, read once
     count, index = 0, 0
     for index, (images, targets) in enumerate(batches, start=1):
-        loss, logits = step(images, targets)
+        loss, logits, targets = step(images, targets)
         if after_step is not None:  # per-step schedule, EMA
             after_step()
-        labels = targets.to(device, non_blocking=True)
-        labels = labels.argmax(1) if labels.ndim == 2 else labels
+        labels = targets.argmax(1) if targets.ndim == 2 else targets
         totals += torch.stack([loss.float() * len(labels), (logits.argmax(1) == labels).sum().float()])
         count += len(labels)
         # Reading the loss forces a GPU sync, so on GPUs it is checked every few steps only.

@@ -32,8 +32,8 @@ def make_step(step_class=TrainingStep, network=None):
 def test_compiled_step_gives_the_losses_and_weights_of_the_eager_step():
     eager, compiled = make_step(), make_step(CompiledStep)
     for images, labels in batches():
-        eager_loss, _ = eager(images, labels)
-        compiled_loss, _ = compiled(images, labels)
+        eager_loss, _, _ = eager(images, labels)
+        compiled_loss, _, _ = compiled(images, labels)
         assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-4, abs=1e-5)
     for mine, theirs in zip(eager.model.state_dict().values(), compiled.model.state_dict().values()):
         assert torch.allclose(mine.float(), theirs.float(), atol=1e-4)
