@@ -40,7 +40,7 @@ from helpers.augment import dataloader_batches, epoch_generator, fast_batches  #
 from helpers.model import build_resnet  # noqa: E402
 from helpers.recipes import REFERENCE_AUGMENTATION  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
-from helpers.step import EAGER, TrainingStep, choose_step_kind, prepare_step  # noqa: E402
+from helpers.step import EAGER, choose_step_kind, prepare_step  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
 
 

@@ -22,9 +22,14 @@ from .recipes import Augmentation
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The random seed of one epoch of a run: epochs differ, reruns and resumed runs repeat."""
+    return seed * 1_000_003 + epoch
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator for one epoch: epochs differ, reruns and resumed runs repeat exactly."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    """A CPU generator for one epoch, seeded by epoch_seed."""
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
 
 
 # --- per-image pipeline (DataLoader) ----------------------------------------------------------
@@ -242,6 +247,12 @@ def normalize(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     return (images - mean) / std
 
 
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """normalize undone: normalized floats back to [0, 1] (before any clipping)."""
+    mean, std = _channel_statistics(images.device)
+    return images * std + mean
+
+
 def augment_batch(images: torch.Tensor, parameters: Dict[str, torch.Tensor],
                   augmentation: Augmentation) -> torch.Tensor:
     """uint8 (N, 3, 32, 32) on any device -> augmented, normalized float32 batch."""
@@ -347,8 +358,12 @@ def dataloader_batches(images: np.ndarray, labels: np.ndarray, augmentation: Aug
                                        pin_memory=pin_memory, generator=worker_seeds)
 
 
+def to_nchw(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, 32, 32, 3), as stored, -> a uint8 tensor (N, 3, 32, 32), as networks take."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
 def to_device_tensors(images: np.ndarray, labels: np.ndarray,
                       device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 32, 32, 3) numpy -> uint8 (N, 3, 32, 32) and int64 labels on `device`."""
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-    return pixels.to(device), torch.from_numpy(labels).to(device)
+    return to_nchw(images).to(device), torch.from_numpy(labels).to(device)

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import re
 import tempfile
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -63,16 +64,32 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     atomic_write(path, lambda file: torch.save({"format": CHECKPOINT_FORMAT, **state}, file))
 
 
+def _load(path: str, what: str) -> Any:
+    """torch.load(path, weights_only=True), or a CheckpointError saying what the file is: a
+    missing file, a damaged one, or a whole pickled model, whose loading would run code."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        pickled = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if pickled:
+            raise CheckpointError(
+                f"{what} holds pickled Python objects ({pickled[1]}), not only tensors: loading "
+                "it would run code named in the file, which this project never does. If it is a "
+                "whole saved model, save its weights where it was made: "
+                "torch.save(model.state_dict(), 'weights.pt')") from None
+        raise CheckpointError(f"{what} is not a readable weights file: damaged (corrupt), or "
+                              f"not made by torch.save ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200]})") from None
+
+
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint with weights_only=True; a missing or damaged file says so plainly."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (run once with "
                               "resume=False, or point output_dir at the earlier run)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"checkpoint {path!r} is corrupt or not a checkpoint of this "
-                              f"project ({type(error).__name__}: {error})") from None
+    state = _load(path, f"checkpoint {path!r}")
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path!r} has no 'model' entry; it is not a "
                               "checkpoint of this project")
@@ -88,39 +105,82 @@ def save_weights(path: str, network: torch.nn.Module, architecture: str) -> None
     atomic_write(path, lambda file: torch.save({"architecture": architecture, "model": state}, file))
 
 
-def read_weights(path: str, name: str = "model_weights") -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """(state_dict, architecture) of a model.pt, best.pt or checkpoint.pt. The architecture is
-    None for files from before it was recorded (all of them hold the reference "resnet")."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{name}={path!r}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{name}={path!r} is not a readable weights file "
-                              f"({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{name}={path!r} holds a {type(state).__name__}, not weights")
-    architecture = None
-    if isinstance(state.get("model"), dict):  # model.pt, best.pt, checkpoint.pt
-        architecture = state.get("architecture") or (state.get("config") or {}).get("architecture")
-        state = state["model"]
-    return state, architecture
+# Where other code keeps a state_dict inside a saved dict (pytorch-cifar's {"net": ...}, a
+# Lightning or timm checkpoint's "state_dict", ...), and the prefixes that wrappers add to
+# every key: DataParallel and DistributedDataParallel "module.", torch.compile "_orig_mod.".
+STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict", "net", "network", "weights")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _unprefixed(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The state_dict without the prefixes wrappers put before every key."""
+    for prefix in WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            return _unprefixed({key[len(prefix):]: value for key, value in state.items()})
+    return state
+
+
+def read_weights(path: str, name: str = "model_weights") -> Tuple[Dict[str, torch.Tensor], Optional[str], str]:
+    """(state_dict, architecture, where in the file) of a weights file: this project's model.pt,
+    best.pt or checkpoint.pt, a bare state_dict, or one saved by other code under one of
+    STATE_DICT_KEYS, with wrapper prefixes taken off. The architecture is None where the file
+    does not record it (this project's files from before it did hold the reference "resnet")."""
+    content = _load(path, f"{name}={path!r}")
+    if _is_state_dict(content):
+        return _unprefixed(content), None, "the file"
+    if isinstance(content, dict):
+        for key in STATE_DICT_KEYS:
+            if _is_state_dict(content.get(key)):
+                architecture = content.get("architecture") or (content.get("config") or {}).get("architecture")
+                return _unprefixed(content[key]), architecture, f"its {key!r} entry"
+    held = (f"a dict with keys {sorted(map(str, content))[:8]}" if isinstance(content, dict)
+            else f"a {type(content).__name__}")
+    raise CheckpointError(f"{name}={path!r} holds {held}, and no network weights (a dict of "
+                          f"tensors, bare or under one of {', '.join(map(repr, STATE_DICT_KEYS))})")
+
+
+def mismatch(state: Dict[str, torch.Tensor], network: torch.nn.Module) -> Optional[str]:
+    """How a state_dict fails to fit `network`, in one sentence with an example of each kind of
+    difference; None where it fits."""
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if not (missing or unexpected or reshaped):
+        return None
+    fitting = len(expected) - len(missing) - len(reshaped)
+    parts = [f"{fitting} of the network's {len(expected)} tensors match the file's {len(state)} "
+             "by name and shape"]
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]!r})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} not in the network (e.g. {unexpected[0]!r})")
+    if reshaped:
+        key = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape (e.g. {key!r}: {list(state[key].shape)} in "
+                     f"the file, {list(expected[key].shape)} here)")
+    return "; ".join(parts)
 
 
 def load_weights(path: str, network: torch.nn.Module, architecture: Optional[str] = None,
                  name: str = "model_weights") -> torch.nn.Module:
     """Load a weights file into `network` (of `architecture`); values are cast to the network's
-    precision. A missing, damaged or mismatched file says so plainly."""
-    state, recorded = read_weights(path, name)
+    precision. A missing, damaged or mismatched file says so plainly, in a line or two."""
+    state, recorded, where = read_weights(path, name)
     if architecture is not None and recorded is not None and recorded != architecture:
         raise CheckpointError(f"{name}={path!r} holds a {recorded!r} network, but "
                               f"architecture={architecture!r}: set architecture={recorded!r}")
-    try:
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        summary = str(error).split("\n")[0:3]
-        raise CheckpointError(f"{name}={path!r} does not fit this network: "
-                              + " ".join(line.strip() for line in summary)) from None
+    problem = mismatch(state, network)
+    if problem:
+        raise CheckpointError(f"{name}={path!r} does not fit this network ({where}: {problem}). "
+                              "Weights load only into the architecture that made them: check "
+                              "architecture, or train this network here")
+    network.load_state_dict(state)
     return network
 
 

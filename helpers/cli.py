@@ -19,8 +19,9 @@ matplotlib.use("Agg")  # no screen: figures are only written to figures_dir
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import pipeline as stages  # noqa: E402
-from .config import (PARAMETER_HELP, PARAMETER_NAMES, ConfigError, RunConfig,  # noqa: E402
-                     make_config, unknown_parameter_message)
+from .config import (PARAMETERS, ConfigError, RunConfig, make_config,  # noqa: E402
+                     unknown_parameter_message)
+from .values import Flag  # noqa: E402
 from .distributed import close_distributed  # noqa: E402
 
 
@@ -30,14 +31,13 @@ def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     parser = argparse.ArgumentParser(prog="python -m helpers.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    defaults = RunConfig().to_dict()
-    for name in PARAMETER_NAMES:
+    for name, declared in PARAMETERS.items():
         flags = sorted({f"--{name}", f"--{name.replace('_', '-')}"})
-        on_off = isinstance(defaults[name], bool)
+        on_off = isinstance(declared.kind, Flag)
         parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
                             metavar="True|False" if on_off else "VALUE",
                             nargs="?" if on_off else None, const="True" if on_off else None,
-                            help=f"{PARAMETER_HELP[name]} (default: {defaults[name]!r})")
+                            help=f"{declared.meaning} (default: {declared.default!r})")
     known, unknown = parser.parse_known_args(argv)
     options = [word.split("=")[0].lstrip("-").replace("-", "_")
                for word in unknown if word.startswith("--")]

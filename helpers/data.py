@@ -1,21 +1,24 @@
 """Data: the three sources, a class-balanced subset, the stratified validation split, checks.
 
 Every source yields uint8 images of shape (N, 32, 32, 3), RGB, and int64 labels in CIFAR-10's
-label order. Augmentation lives in `augment.py`.
+label order; every split loaded is fingerprinted and named by what it is (`provenance.py`). An
+evaluation of given weights loads only the test images. Augmentation lives in `augment.py`.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .checkpoints import atomic_write
 from .config import RunConfig
 from .errors import ExplainedError
+from .provenance import SplitOrigin, describe, identify, pixel_fingerprint, file_digest, combine
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -46,38 +49,86 @@ class ImageSet:
         return ImageSet(self.images[indices], self.labels[indices])
 
 
+NO_IMAGES = ImageSet(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64))
+
+
 @dataclass(frozen=True)
 class CifarData:
-    """The splits of one run. `val` is empty when val_size is 0."""
+    """The splits of one run. `val` is empty when val_size is 0, `train` and `val` when the
+    run only evaluates given weights. `origins` says what the loaded splits are."""
 
     train: ImageSet
     val: ImageSet
     test: ImageSet
     source: str
+    origins: Dict[str, SplitOrigin] = field(default_factory=dict)
     classes: Tuple[str, ...] = CIFAR10_CLASSES
 
     @property
     def is_synthetic(self) -> bool:
         return self.source == "synthetic"
 
+    @property
+    def description(self) -> str:
+        """"CIFAR-10 official training images; official test images 0–999 (n = 1,000)"."""
+        return describe(self.origins.get("train"), self.origins["test"], len(self.test))
+
+    @property
+    def test_name(self) -> str:
+        """The test images in a few words, for figure titles."""
+        return f"{self.origins['test'].name} (n = {len(self.test):,})"
+
+    def to_dict(self) -> dict:
+        """The `data` entry of metrics.json."""
+        return {"description": self.description,
+                **{split: origin.to_dict() for split, origin in self.origins.items()},
+                "images": {split: len(getattr(self, split)) for split in ("train", "val", "test")}}
+
 
 # --- sources ---------------------------------------------------------------------------------
 
-def load_torchvision(data_dir: str) -> Tuple[ImageSet, ImageSet]:
-    """The official CIFAR-10 through torchvision, downloaded into data_dir if absent."""
+ARCHIVE_BYTES = 170_498_071  # cifar-10-python.tar.gz as published
+
+
+def check_download(data_dir: str) -> None:
+    """Name what an interrupted download left damaged in data_dir. torchvision would take it
+    for absent and download again, which offline fails with a message about the network."""
+    from torchvision.datasets.cifar import CIFAR10  # its published file names and checksums
+    from torchvision.datasets.utils import check_integrity
+
+    archive = os.path.join(data_dir, CIFAR10.filename)
+    folder = os.path.join(data_dir, CIFAR10.base_folder)
+    damaged = [name for name, md5 in CIFAR10.train_list + CIFAR10.test_list
+               if not check_integrity(os.path.join(folder, name), md5)]
+    if not damaged or check_integrity(archive, CIFAR10.tgz_md5):
+        return  # complete, or torchvision extracts the intact archive again
+    if os.path.isfile(archive):
+        raise DataError(f"{archive!r} is damaged or incomplete ({os.path.getsize(archive):,} of "
+                        f"{ARCHIVE_BYTES:,} bytes, and not the published MD5 {CIFAR10.tgz_md5}), "
+                        "probably from an interrupted download: delete it and run again to "
+                        "download it anew")
+    if os.path.isdir(folder):
+        raise DataError(f"{folder!r} is damaged ({', '.join(damaged)} missing or not the "
+                        "published MD5 checksum): delete the folder and run again to download "
+                        "and extract it anew")
+
+
+def load_torchvision(data_dir: str, split: str) -> ImageSet:
+    """One split of the official CIFAR-10 through torchvision, which downloads it into data_dir
+    if absent and checks every file against its published MD5 checksum."""
     from torchvision.datasets import CIFAR10
 
+    check_download(data_dir)
     try:
-        splits = [CIFAR10(root=data_dir, train=train, download=True) for train in (True, False)]
-    except Exception as error:  # URLError, timeouts, a damaged archive: all mean the same fix
+        images = CIFAR10(root=data_dir, train=split == "train", download=True)
+    except Exception as error:  # URLError, timeouts: all mean the same fix
         raise DataError(
             f"could not download or read the official CIFAR-10 into data_dir={data_dir!r} "
             f"({type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
             "run again, or read image folders with data_source='folder' "
             "(data_dir/train/<class>/ and data_dir/test/<class>/ holding .png or .jpg files).") from None
-    return tuple(ImageSet(np.asarray(s.data, dtype=np.uint8), np.asarray(s.targets, dtype=np.int64))
-                 for s in splits)
+    return ImageSet(np.asarray(images.data, dtype=np.uint8), np.asarray(images.targets, dtype=np.int64))
 
 
 def list_image_folder(split_dir: str) -> Tuple[List[str], np.ndarray]:
@@ -104,12 +155,15 @@ def list_image_folder(split_dir: str) -> Tuple[List[str], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def read_image(path: str) -> np.ndarray:
-    """One 32x32 RGB image file as uint8 (32, 32, 3); anything else stops with the file named."""
+def read_image(path: str, label: int = 0) -> Tuple[np.ndarray, bytes]:
+    """One 32x32 RGB image file as uint8 (32, 32, 3), and its digest for the folder's `files`
+    fingerprint; anything but a 32x32 RGB image stops with the file named."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with open(path, "rb") as file:
+            content = file.read()
+        with Image.open(io.BytesIO(content)) as image:
             image.load()
             mode, size = image.mode, image.size
             pixels = np.asarray(image, dtype=np.uint8)
@@ -118,18 +172,18 @@ def read_image(path: str) -> np.ndarray:
     if mode != "RGB" or size != (32, 32):
         raise DataError(f"image {path!r} is {size[0]}x{size[1]} {mode}; every image must be "
                         "32x32 RGB")
-    return pixels
+    return pixels, file_digest(label, content)
 
 
-def read_images(paths: List[str]) -> np.ndarray:
-    """Decode many files in parallel threads (PIL releases the GIL while decoding)."""
-    if not paths:
-        return np.zeros((0, 32, 32, 3), np.uint8)
+def read_images(paths: List[str], labels: np.ndarray) -> Tuple[np.ndarray, str]:
+    """Decode many files in parallel threads (PIL releases the GIL while decoding); returns
+    the images and the `files` fingerprint of their bytes."""
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
-        return np.stack(list(pool.map(read_image, paths)))
+        decoded = list(pool.map(read_image, paths, [int(label) for label in labels]))
+    return np.stack([pixels for pixels, _ in decoded]), combine(digest for _, digest in decoded)
 
 
-def folder_fingerprint(paths: List[str]) -> str:
+def listing_fingerprint(paths: List[str]) -> str:
     """A digest of the files' names, sizes and modification times: it changes when any image
     is added, removed, replaced or touched."""
     digest = hashlib.sha256()
@@ -144,58 +198,58 @@ def cache_path(split_dir: str) -> str:
                         f".{os.path.basename(os.path.abspath(split_dir))}-images-cache.npz")
 
 
-def read_cache(split_dir: str, fingerprint: str) -> Optional[ImageSet]:
-    """The split's decoded images from the cache beside the folder, if it matches the files."""
+def read_cache(split_dir: str, listing: str) -> Optional[Tuple[ImageSet, str]]:
+    """The split's decoded images and `files` fingerprint from the cache beside the folder, if
+    it was made from these very files."""
     try:
         with np.load(cache_path(split_dir)) as cached:
-            if str(cached["fingerprint"]) != fingerprint:
+            if str(cached["listing"]) != listing:
                 return None
-            return ImageSet(cached["images"], cached["labels"])
-    except (OSError, KeyError, ValueError):  # no cache yet, or a damaged one: decode again
+            return ImageSet(cached["images"], cached["labels"]), str(cached["files"])
+    except (OSError, KeyError, ValueError):  # no cache yet, an old or a damaged one: decode again
         return None
 
 
-def write_cache(split_dir: str, fingerprint: str, images: ImageSet) -> bool:
+def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> bool:
     """Store the decoded split beside its folder (atomically); False where it is read-only."""
     try:
         atomic_write(cache_path(split_dir), lambda file: np.savez(
-            file, images=images.images, labels=images.labels, fingerprint=np.array(fingerprint)))
+            file, images=images.images, labels=images.labels, listing=np.array(listing),
+            files=np.array(files)))
         return True
     except OSError:
         return False
 
 
-def load_split(split_dir: str, subset: Optional[int]) -> Tuple[ImageSet, str]:
-    """One split of an image folder, and how it was read. The whole split is decoded once per
-    machine and cached beside the folder as one uint8 array (decoding 60,000 JPEGs takes about
-    25 s on 2 cores; the cache about 1 s); a subset without a cache decodes only its files."""
+def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
+    """One split of an image folder, its `files` fingerprint, and how it was read. The whole
+    split is decoded once per machine and cached beside the folder as one uint8 array
+    (decoding 60,000 JPEGs takes about 25 s on 2 cores; the cache about 1 s)."""
     paths, labels = list_image_folder(split_dir)
-    keep = None
-    if subset is not None:
-        check_subset_size(subset, len(labels), os.path.basename(split_dir))
-        keep = balanced_subset_indices(labels, subset)
-    fingerprint = folder_fingerprint(paths)
-    cached = read_cache(split_dir, fingerprint)
-    if cached is not None and np.array_equal(cached.labels, labels):
-        return (cached if keep is None else cached.take(keep)), "cache"
-    if keep is not None:
-        return ImageSet(read_images([paths[i] for i in keep]), labels[keep]), f"decoded {len(keep)} files"
-    images = ImageSet(read_images(paths), labels)
-    how = f"decoded {len(paths)} files" + (", cached" if write_cache(split_dir, fingerprint, images)
+    listing = listing_fingerprint(paths)
+    cached = read_cache(split_dir, listing)
+    if cached is not None and np.array_equal(cached[0].labels, labels):
+        return cached[0], cached[1], "cache"
+    pixels, files = read_images(paths, labels)
+    images = ImageSet(pixels, labels)
+    how = f"decoded {len(paths)} files" + (", cached" if write_cache(split_dir, listing, images, files)
                                            else " (folder read-only: not cached)")
-    return images, how
+    return images, files, how
 
 
-def load_folder(data_dir: str, train_subset: Optional[int],
-                test_subset: Optional[int] = None) -> Tuple[ImageSet, ImageSet]:
-    """Image folders data_dir/{train,test}/<class>/, through the decoded-image cache."""
+def check_data_dir(data_dir: str) -> None:
     if not os.path.isdir(data_dir):
         raise DataError(f"data_dir={data_dir!r} does not exist (data_source='folder')")
     if not os.listdir(data_dir):
         raise DataError(f"data_dir={data_dir!r} is empty; expected train/ and test/ folders")
-    train, _ = load_split(os.path.join(data_dir, "train"), train_subset)
-    test, _ = load_split(os.path.join(data_dir, "test"), test_subset)
-    return train, test
+
+
+def load_folder(data_dir: str, split: str) -> Tuple[ImageSet, str]:
+    """One split of image folders data_dir/{train,test}/<class>/, through the decoded-image
+    cache, and its `files` fingerprint."""
+    check_data_dir(data_dir)
+    images, files, _ = load_split(os.path.join(data_dir, split))
+    return images, files
 
 
 def make_synthetic(train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
@@ -224,6 +278,20 @@ def check_subset_size(subset: int, available: int, split: str = "train") -> None
                         f"{'training' if split == 'train' else 'test'} images available")
 
 
+def balanced_counts(size: int) -> np.ndarray:
+    """Images per class in a class-balanced subset of `size`: equal, the first classes taking
+    one more where `size` is not a multiple of ten."""
+    counts = np.full(10, size // 10)
+    counts[:size % 10] += 1
+    return counts
+
+
+def largest_balanced_size(labels: np.ndarray) -> int:
+    available = np.bincount(labels, minlength=10)
+    return max(size for size in range(len(labels) + 1)
+               if np.all(balanced_counts(size) <= available))
+
+
 def _per_class_counts(labels: np.ndarray, total: int) -> np.ndarray:
     """Split `total` over the classes in proportion to their sizes (largest remainder)."""
     sizes = np.bincount(labels, minlength=10)
@@ -241,9 +309,22 @@ def _stratified_pick(labels: np.ndarray, total: int, rng: np.random.Generator) -
     return np.sort(np.concatenate(picked))
 
 
-def balanced_subset_indices(labels: np.ndarray, size: int) -> np.ndarray:
-    """A class-balanced subset of `size` items, the same for every seed."""
-    return _stratified_pick(labels, size, np.random.default_rng(SUBSET_SEED))
+def balanced_subset_indices(labels: np.ndarray, size: int, split: str = "train") -> np.ndarray:
+    """A class-balanced subset of `size` items, the same for every seed; a DataError where a
+    class has too few images for it (a test folder of official test images 0–999 has 86 to
+    112 of each class)."""
+    counts, available = balanced_counts(size), np.bincount(labels, minlength=10)
+    short = np.flatnonzero(counts > available)
+    if len(short):
+        c = short[0]
+        raise DataError(f"{split}_subset={size} asks for {counts[c]} images of class "
+                        f"{CIFAR10_CLASSES[c]!r}, which has only {available[c]} here: a "
+                        f"class-balanced subset can have at most {largest_balanced_size(labels):,} "
+                        f"images; or use {split}_subset=None for all {len(labels):,}, "
+                        "in their own class proportions")
+    rng = np.random.default_rng(SUBSET_SEED)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:count] for c, count in enumerate(counts)]
+    return np.sort(np.concatenate(picked))
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -267,26 +348,40 @@ def check_integrity(name: str, images: ImageSet) -> None:
                         "CIFAR-10 labels are 0..9")
 
 
-def load_data(config: RunConfig) -> CifarData:
-    """Load the source, take the training subset, carve the validation split, check it all."""
+def load_source_split(config: RunConfig, split: str) -> Tuple[ImageSet, SplitOrigin]:
+    """One whole split ("train" or "test") of the configured source, and what it is."""
+    fingerprints = {}
     if config.data_source == "torchvision":
-        train, test = load_torchvision(config.data_dir)
+        images = load_torchvision(config.data_dir, split)
     elif config.data_source == "folder":
-        train, test = load_folder(config.data_dir, config.train_subset, config.test_subset)
+        images, fingerprints["files"] = load_folder(config.data_dir, split)
     else:
-        train, test = make_synthetic()
-    if config.data_source != "folder":  # the folder source takes its subsets before decoding
-        if config.train_subset is not None:
-            check_subset_size(config.train_subset, len(train))
-            train = train.take(balanced_subset_indices(train.labels, config.train_subset))
-        if config.test_subset is not None:
-            check_subset_size(config.test_subset, len(test), "test")
-            test = test.take(balanced_subset_indices(test.labels, config.test_subset))
-    if config.val_size >= len(train):
-        raise DataError(f"val_size={config.val_size} must be smaller than the {len(train)} "
-                        "training images in use (after train_subset)")
-    train_idx, val_idx = stratified_split(train.labels, config.val_size, config.seed)
-    data = CifarData(train.take(train_idx), train.take(val_idx), test, config.data_source)
+        images = make_synthetic()[0 if split == "train" else 1]
+    fingerprints["pixels"] = pixel_fingerprint(images.images, images.labels)
+    return images, identify(split, config.data_source, fingerprints, len(images))
+
+
+def load_data(config: RunConfig) -> CifarData:
+    """Load the source's test split and, for training, its training split; take the
+    class-balanced subsets, carve the validation split, name and check it all."""
+    loaded, subsets = {}, {"train": config.train_subset, "test": config.test_subset}
+    for split in ("test",) if config.evaluate_only else ("train", "test"):
+        images, origin = load_source_split(config, split)
+        if subsets[split] is not None:
+            check_subset_size(subsets[split], len(images), split)
+            images = images.take(balanced_subset_indices(images.labels, subsets[split], split))
+            origin = origin.with_subset(subsets[split])
+        loaded[split] = images, origin
+    train, val = NO_IMAGES, NO_IMAGES
+    if not config.evaluate_only:
+        images = loaded["train"][0]
+        if config.val_size >= len(images):
+            raise DataError(f"val_size={config.val_size} must be smaller than the {len(images)} "
+                            "training images in use (after train_subset)")
+        train_idx, val_idx = stratified_split(images.labels, config.val_size, config.seed)
+        train, val = images.take(train_idx), images.take(val_idx)
+    data = CifarData(train, val, loaded["test"][0], config.data_source,
+                     {split: origin for split, (_, origin) in loaded.items()})
     for name in ("train", "val", "test"):
         check_integrity(name, getattr(data, name))
     if len(data.test) == 0:
@@ -295,15 +390,21 @@ def load_data(config: RunConfig) -> CifarData:
 
 
 def summarize(data: CifarData) -> str:
-    """Counts per split and class, image shape and label range, as a small text table."""
-    header = f"{'class':<12}" + "".join(f"{s:>8}" for s in ("train", "val", "test"))
-    lines = [header]
-    counts = {s: np.bincount(getattr(data, s).labels, minlength=10) for s in ("train", "val", "test")}
+    """What the data is (name, size before subsets, fingerprint), then the counts per split and
+    class, image shape and label range, as a small text table."""
+    lines = [f"data: {data.description}"]
+    for split, origin in data.origins.items():
+        known = "a known copy" if origin.known else "not a known copy"
+        lines.append(f"  {split}: {origin.name} ({known}; {origin.images:,} images in the source, "
+                     f"pixels fingerprint {origin.fingerprints['pixels'][:12]})")
+    splits = [s for s in ("train", "val", "test") if len(getattr(data, s)) or s == "test"]
+    lines.append(f"{'class':<12}" + "".join(f"{s:>8}" for s in splits))
+    counts = {s: np.bincount(getattr(data, s).labels, minlength=10) for s in splits}
     for c, name in enumerate(data.classes):
-        lines.append(f"{name:<12}" + "".join(f"{counts[s][c]:>8}" for s in counts))
-    lines.append(f"{'total':<12}" + "".join(f"{len(getattr(data, s)):>8}" for s in counts))
+        lines.append(f"{name:<12}" + "".join(f"{counts[s][c]:>8}" for s in splits))
+    lines.append(f"{'total':<12}" + "".join(f"{len(getattr(data, s)):>8}" for s in splits))
     labels = np.concatenate([data.train.labels, data.test.labels])
-    lines.append(f"images {tuple(data.train.images.shape[1:])} uint8, labels "
+    lines.append(f"images {tuple(data.test.images.shape[1:])} uint8, labels "
                  f"{labels.min()}..{labels.max()}, source {data.source!r}")
     if data.is_synthetic:
         lines.insert(0, "*** SYNTHETIC DATA: not CIFAR-10; accuracies mean nothing ***")

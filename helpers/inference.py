@@ -12,9 +12,9 @@ import pickle
 from typing import Sequence, Tuple
 
 import numpy as np
-import torch
 from torch import nn
 
+from .augment import to_nchw
 from .checkpoints import atomic_write_text
 from .training import predict_logits
 
@@ -59,6 +59,29 @@ def _entry(content: dict, key: str):
                           f"{sorted(map(repr, content))}); expected b'data' and b'ids'")
 
 
+def submission_ids(ids) -> list:
+    """The ids as they go into submission.csv: numbers or text. A pickle written by Python 2
+    (CIFAR's own) and read as bytes holds b"0"-style byte strings; they are text, decoded."""
+    values = np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else list(ids)
+    readable = []
+    for value in values:
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise SubmissionError(f"kaggle_test_pkl b'ids' holds bytes that are not text "
+                                      f"({bytes(value)[:20]!r}); expected numbers or text") from None
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise SubmissionError(f"kaggle_test_pkl b'ids' holds a {type(value).__name__} "
+                                  f"({value!r}); expected integers or text")
+        readable.append(value)
+    return readable
+
+
 def load_kaggle_test(path: str) -> Tuple[np.ndarray, list]:
     """(images uint8 (N, 32, 32, 3), ids) from a pickle with b'data' and b'ids'."""
     if not os.path.isfile(path):
@@ -79,8 +102,7 @@ def load_kaggle_test(path: str) -> Tuple[np.ndarray, list]:
     if data.ndim != 4 or data.shape[1:] != (32, 32, 3):
         raise SubmissionError(f"kaggle_test_pkl b'data' has shape {data.shape}; expected "
                               "(N, 32, 32, 3) or (N, 3072)")
-    ids = [i.item() if isinstance(i, np.generic) else i for i in np.asarray(ids).tolist()] \
-        if isinstance(ids, np.ndarray) else list(ids)
+    ids = submission_ids(ids)
     if len(ids) != len(data):
         raise SubmissionError(f"kaggle_test_pkl has {len(data)} images but {len(ids)} ids")
     if len(set(ids)) != len(ids):
@@ -94,8 +116,7 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"predict expects uint8 images of shape (N, 32, 32, 3), got "
                          f"{images.dtype} {images.shape}")
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    return predict_logits(model, pixels, batch_size).argmax(1).cpu().numpy()
+    return predict_logits(model, to_nchw(images), batch_size).argmax(1).cpu().numpy()
 
 
 def write_submission(path: str, ids: Sequence, labels: np.ndarray) -> None:

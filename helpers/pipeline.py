@@ -29,12 +29,13 @@ from .checkpoints import load_resumable, load_weights, read_weights, save_weight
 from .config import ConfigError, RunConfig, check_writable, resolve_device
 from .data import CifarData, load_data, summarize
 from .distributed import DistributedContext, init_distributed
-from .evaluation import (Ensemble, TestEvaluation, format_per_class, from_logits,
-                         per_class_scores)
+from .evaluation import (Ensemble, TestEvaluation, average_probabilities, format_accuracy,
+                         format_per_class, from_logits, per_class_scores)
 from .inference import load_kaggle_test, predict, write_submission
 from .model import REFERENCE_PARAMETER_COUNT, check_parameter_budget, count_parameters
 from .recipes import Recipe, resolve_recipe
-from .report import SYNTHETIC_WARNING, build_metrics, summary, write_metrics
+from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics, summary,
+                     write_metrics)
 from .training import Trainer, TrainingResult, predict_logits, resolve_amp
 
 
@@ -72,9 +73,6 @@ def start(config: RunConfig) -> Run:
     if config.evaluate_only:
         load_members(config.model_weights, config.architecture)
     if config.teacher_weights is not None:
-        if config.evaluate_only:
-            raise ConfigError("teacher_weights trains a network, model_weights evaluates one "
-                              "without training: set one of them")
         load_members(config.teacher_weights, None, "teacher_weights")
     recipe = resolve_recipe(config)
     if config.teacher_weights is None and recipe.distill_weight:
@@ -82,15 +80,18 @@ def start(config: RunConfig) -> Run:
                           "teacher_weights: the model.pt file(s) to learn from")
     resume_state = None
     if config.resume:
-        resume_state = load_resumable(os.path.join(config.output_dir, "checkpoint.pt"), config)
+        checkpoint = os.path.join(config.output_dir, "checkpoint.pt")
+        resume_state = load_resumable(checkpoint, config)
+        if resume_state["epoch"] > config.epochs:
+            raise ConfigError(f"resume=True, epochs={config.epochs}: {checkpoint!r} already holds "
+                              f"{resume_state['epoch']} epochs, so that run is complete. Set "
+                              f"epochs above {resume_state['epoch']} to train it longer, or evaluate "
+                              "its model.pt with model_weights (and resume=False)")
     return Run(config, recipe, device, context, resume_state)
 
 
 def _check_output_folder(config: RunConfig) -> None:
     """Never write over a training run's files, except to continue it (resume=True)."""
-    if config.evaluate_only and config.resume:
-        raise ConfigError("model_weights and resume=True exclude each other: model_weights "
-                          "evaluates given weights without training, resume continues training")
     if config.resume or not os.path.exists(os.path.join(config.output_dir, "checkpoint.pt")):
         return
     if config.evaluate_only:
@@ -189,16 +190,15 @@ def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEval
         return from_logits(_test_logits(run, result.network, images), labels)
     # Each member's (test-time augmented) logits once; the ensemble averages their softmax.
     member_logits = [_test_logits(run, member, images) for member in result.members]
-    average = torch.stack([logits.softmax(1) for logits in member_logits]).mean(0)
-    return from_logits(average.log(), labels,
+    return from_logits(average_probabilities(member_logits), labels,
                        [from_logits(logits, labels).accuracy for logits in member_logits])
 
 
 def quality_report(run: Run, data: CifarData, test: TestEvaluation) -> str:
     """Accuracy, calibration error, per-class precision/recall/F1, and ensemble members."""
-    lines = [f"test accuracy {test.accuracy:.2f} % on {len(test.labels):,} test images "
-             f"({'JPEG mirror' if run.config.data_source == 'folder' else run.config.data_source}; "
-             "the report: 93.41 % on the official 10,000)",
+    lines = [f"test accuracy {format_accuracy(test.accuracy, len(test.labels))} on "
+             f"{data.origins['test'].name}",
+             f"(the report: {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official test images)",
              f"expected calibration error {test.ece:.2f} % (15 bins)", "",
              format_per_class(per_class_scores(test.labels, test.predicted, data.classes))]
     if test.member_accuracies:
@@ -259,13 +259,16 @@ def training_figures(run: Run, result: TrainingResult) -> Dict[str, plt.Figure]:
 
 
 def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
+    images = data.test_name
     return _saved(run, {
-        "confusion_matrix": plots.confusion_matrix(test.labels, test.predicted, data.classes),
-        "per_class_accuracy": plots.per_class_accuracy(test.labels, test.predicted, data.classes),
-        "reliability_diagram": plots.reliability_diagram(test.confidence, test.correct),
+        "confusion_matrix": plots.confusion_matrix(test.labels, test.predicted, data.classes, images),
+        "per_class_accuracy": plots.per_class_accuracy(test.labels, test.predicted, data.classes,
+                                                       images),
+        "reliability_diagram": plots.reliability_diagram(test.confidence, test.correct, images),
     })
 
 
 def error_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
     return _saved(run, {"misclassified": plots.misclassified_gallery(
-        data.test.images, test.labels, test.predicted, test.confidence, data.classes)})
+        data.test.images, test.labels, test.predicted, test.confidence, data.classes,
+        name=data.test_name)})

@@ -10,15 +10,15 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .data import CIFAR10_MEAN, CIFAR10_STD
+from .augment import denormalize
 from .evaluation import expected_calibration_error, reliability_bins
+
+TEST_IMAGES = "test images"  # what the evaluation figures say they show, unless told more
 
 
 def _to_pixels(images: torch.Tensor) -> np.ndarray:
     """Normalized float (N, 3, H, W) -> displayable floats (N, H, W, 3) in [0, 1]."""
-    mean = torch.tensor(CIFAR10_MEAN)[None, :, None, None]
-    std = torch.tensor(CIFAR10_STD)[None, :, None, None]
-    return (images.detach().float().cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return denormalize(images.detach().float().cpu()).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 def _image_grid(pixels: np.ndarray, titles: Sequence[str], columns: int, title: str) -> plt.Figure:
@@ -82,32 +82,38 @@ def lr_schedule(history: List[dict]) -> plt.Figure:
     return figure
 
 
-def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> plt.Figure:
-    """Seaborn heatmap of counts: rows are true classes, columns predicted classes."""
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+                     images: str = TEST_IMAGES) -> plt.Figure:
+    """Seaborn heatmap of counts: rows are true classes, columns predicted classes; `images`
+    names the images in the title."""
     counts = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(counts, (true, predicted), 1)
     figure, axis = plt.subplots(figsize=(8, 6.5))
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", xticklabels=classes,
                 yticklabels=classes, ax=axis, cbar=False)
-    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    axis.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix\n{images}")
     figure.tight_layout()
     return figure
 
 
-def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> plt.Figure:
-    """Bar chart of test accuracy per class."""
+def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+                       images: str = TEST_IMAGES) -> plt.Figure:
+    """Bar chart of test accuracy per class, with each class's number of images."""
     accuracy = [100 * np.mean(predicted[true == c] == c) if np.any(true == c) else 0.0
                 for c in range(len(classes))]
     figure, axis = plt.subplots(figsize=(8, 3.5))
     bars = axis.bar(classes, accuracy, color=sns.color_palette("deep", len(classes)))
     axis.bar_label(bars, fmt="%.1f", fontsize=8)
-    axis.set(ylabel="accuracy (%)", ylim=(0, 105), title="Per-class test accuracy")
+    counts = np.bincount(true, minlength=len(classes))
+    axis.set_xticks(range(len(classes)), [f"{name}\n(n = {n})" for name, n in zip(classes, counts)])
+    axis.set(ylabel="accuracy (%)", ylim=(0, 105), title=f"Per-class accuracy, {images}")
     axis.tick_params(axis="x", rotation=30)
     figure.tight_layout()
     return figure
 
 
-def reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> plt.Figure:
+def reliability_diagram(confidence: np.ndarray, correct: np.ndarray,
+                        images: str = TEST_IMAGES) -> plt.Figure:
     """Accuracy against confidence in 15 bins, beside the diagonal of perfect calibration,
     with the share of test images in each bin."""
     table = reliability_bins(confidence, correct)
@@ -120,8 +126,8 @@ def reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> plt.Figu
     axis.plot([0, 1], [0, 100], "--", color="gray", label="perfect calibration")
     axis.plot(centres[filled], 100 * table["confidence"][filled], "o", color="C3",
               label="mean confidence")
-    axis.set(ylabel="accuracy (%)", ylim=(0, 100), title="Reliability diagram (test set), "
-             f"ECE {expected_calibration_error(confidence, correct):.2f} %")
+    axis.set(ylabel="accuracy (%)", ylim=(0, 100), title=f"Reliability diagram, ECE "
+             f"{expected_calibration_error(confidence, correct):.2f} %\n{images}")
     axis.legend(loc="upper left")
     share_axis.bar(centres, 100 * table["count"] / max(len(confidence), 1), width=width * 0.9,
                    color="gray")
@@ -132,14 +138,14 @@ def reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> plt.Figu
 
 def misclassified_gallery(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
                           confidence: np.ndarray, classes: Sequence[str],
-                          count: int = 24) -> plt.Figure:
+                          count: int = 24, name: str = TEST_IMAGES) -> plt.Figure:
     """The most confidently wrong test images, with true label, prediction and confidence."""
     wrong = np.flatnonzero(true != predicted)
     chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
     titles = [f"{classes[true[i]]}\n→ {classes[predicted[i]]} {100 * confidence[i]:.0f}%"
               for i in chosen]
     return _image_grid(images[chosen] / 255.0, titles, 8,
-                       f"Most confident mistakes ({len(wrong)} of {len(true)} test images wrong)")
+                       f"Most confident mistakes: {len(wrong)} of {len(true)} wrong\n{name}")
 
 
 def save_figure(figure: plt.Figure, folder: str, name: str) -> str:

@@ -8,12 +8,12 @@ its ablation on the validation split (README, results/ablation/) kept every one 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
-from .config import (FRACTION, GAMMA_RANGE, LR_RANGE, ConfigError, RunConfig, _as_bool,
-                     _as_choice, _as_float, _as_int, _as_milestones, in_range)
+from .config import RunConfig
+from .values import (FRACTION, GAMMA, LEARNING_RATE, MILESTONES, Choice, ConfigError, Flag, Kind,
+                     Number, Range, integer, read_value)
 
 SCHEDULES = ("multistep", "warmup_cosine", "warmup_linear")
 
@@ -81,7 +81,13 @@ IMPROVED_LR_PER_256_IMAGES = 0.1
 
 def resolve_recipe(config: RunConfig) -> Recipe:
     """The concrete settings of `config.recipe` for this run, with `config.recipe_overrides`."""
-    return apply_overrides(_named_recipe(config), config.recipe_overrides or {})
+    recipe = apply_overrides(_named_recipe(config), config.recipe_overrides or {})
+    unused = sorted(set(config.recipe_overrides or {}) - set(EVALUATION_SETTINGS))
+    if config.evaluate_only and unused:
+        raise ConfigError(f"recipe_overrides {unused} have no effect here: model_weights is set, "
+                          "and an evaluation trains nothing (of the recipe it uses only "
+                          f"{' and '.join(map(repr, EVALUATION_SETTINGS))})")
+    return recipe
 
 
 def _named_recipe(config: RunConfig) -> Recipe:
@@ -105,39 +111,36 @@ def _named_recipe(config: RunConfig) -> Recipe:
     raise ValueError(f"unknown recipe {config.recipe!r}")
 
 
-def _as_schedule(name: str, value: Any) -> str:
-    return _as_choice(name, value, SCHEDULES)
-
-
-ANY = (lambda value: True, "")
-NON_NEGATIVE = in_range(0, math.inf)
-# Each setting recipe_overrides may change: how its value is read, and the range it must lie in.
-_SETTINGS: Dict[str, Tuple[Callable[[str, Any], Any], Tuple[Callable[[Any], bool], str]]] = {
-    "lr": (_as_float, LR_RANGE),
-    "momentum": (_as_float, FRACTION),
-    "nesterov": (_as_bool, ANY),
-    "weight_decay": (_as_float, FRACTION),
-    "decay_norm_and_bias": (_as_bool, ANY),
-    "schedule": (_as_schedule, ANY),
-    "milestones": (lambda name, value: _as_milestones(value), ANY),
-    "gamma": (_as_float, GAMMA_RANGE),
-    "warmup_epochs": (_as_float, NON_NEGATIVE),
-    "label_smoothing": (_as_float, FRACTION),
-    "ema_decay": (_as_float, FRACTION),
-    "tta_flip": (_as_bool, ANY),
-    "crop_padding": (_as_int, in_range(0, 16)),
-    "flip": (_as_bool, ANY),
-    "brightness": (_as_float, NON_NEGATIVE),
-    "contrast": (_as_float, NON_NEGATIVE),
-    "saturation": (_as_float, NON_NEGATIVE),
-    "rotation_degrees": (_as_float, in_range(0, 180)),
-    "cutout_size": (_as_int, in_range(0, 32)),
-    "mixup_alpha": (_as_float, in_range(0, 10)),
-    "cutmix_alpha": (_as_float, in_range(0, 10)),
-    "tta_translate": (_as_int, in_range(0, 8)),
-    "distill_weight": (_as_float, in_range(0, 1)),
-    "distill_temperature": (_as_float, in_range(0, 100, low_open=True)),
+NON_NEGATIVE = Number(Range(0))
+# Each setting recipe_overrides may change, and the kind of value it takes (with its range).
+_SETTINGS: Dict[str, Kind] = {
+    "lr": LEARNING_RATE,
+    "momentum": FRACTION,
+    "nesterov": Flag(),
+    "weight_decay": FRACTION,
+    "decay_norm_and_bias": Flag(),
+    "schedule": Choice(*SCHEDULES),
+    "milestones": MILESTONES,
+    "gamma": GAMMA,
+    "warmup_epochs": NON_NEGATIVE,
+    "label_smoothing": FRACTION,
+    "ema_decay": FRACTION,
+    "tta_flip": Flag(),
+    "crop_padding": integer(0, 16),
+    "flip": Flag(),
+    "brightness": NON_NEGATIVE,
+    "contrast": NON_NEGATIVE,
+    "saturation": NON_NEGATIVE,
+    "rotation_degrees": Number(Range(0, 180)),
+    "cutout_size": integer(0, 32),
+    "mixup_alpha": Number(Range(0, 10)),
+    "cutmix_alpha": Number(Range(0, 10)),
+    "tta_translate": integer(0, 8),
+    "distill_weight": Number(Range(0, 1)),
+    "distill_temperature": Number(Range(0, 100, low_open=True)),
 }
+# The settings an evaluation of given weights uses: the rest shape training only.
+EVALUATION_SETTINGS = ("tta_flip", "tta_translate")
 AUGMENTATION_SETTINGS = tuple(f.name for f in dataclasses.fields(Augmentation))
 
 
@@ -148,12 +151,8 @@ def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
     if unknown:
         raise ConfigError(f"recipe_overrides: unknown setting(s) {unknown}; "
                           f"known: {', '.join(_SETTINGS)}")
-    checked = {}
-    for name, value in overrides.items():
-        convert, (valid, expected) = _SETTINGS[name]
-        checked[name] = convert(f"recipe_overrides[{name!r}]", value)
-        if not valid(checked[name]):
-            raise ConfigError(f"recipe_overrides[{name!r}]={value!r} must be {expected}")
+    checked = {name: read_value(f"recipe_overrides[{name!r}]", value, _SETTINGS[name])
+               for name, value in overrides.items()}
     augmentation = dataclasses.replace(
         recipe.augmentation, **{k: v for k, v in checked.items() if k in AUGMENTATION_SETTINGS})
     return dataclasses.replace(

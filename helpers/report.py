@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from .checkpoints import atomic_write_json
-from .evaluation import per_class_scores
+from .evaluation import format_accuracy, per_class_scores
 
 REFERENCE_TEST_ACCURACY = 93.41  # percent, the Spring 2025 report, official CIFAR-10 test set
 SYNTHETIC_WARNING = "SYNTHETIC DATA: these numbers say nothing about CIFAR-10"
@@ -42,6 +42,7 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         "architecture": config.architecture,
         "params": params,
         "test_accuracy": test.accuracy,
+        "test_accuracy_ci95": list(test.interval),  # Wilson score interval, percent
         "test_loss": test.loss,
         "ece": test.ece,
         "per_class": per_class_scores(test.labels, test.predicted, data.classes),
@@ -56,6 +57,7 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         "warmup_s": result.warmup_s,
         "device": device_name(device),
         "data_source": config.data_source,
+        "data": data.to_dict(),
         "train_images": len(data.train),
         "val_images": len(data.val),
         "test_images": len(data.test),
@@ -97,13 +99,13 @@ def summary(metrics: dict) -> str:
         lines.append(f"*** {SYNTHETIC_WARNING} ***")
     val = metrics["best_val_accuracy"]
     lines += [
-        f"test accuracy      {metrics['test_accuracy']:6.2f} %   on {metrics['test_images']:,} "
-        f"test images (the report: {REFERENCE_TEST_ACCURACY:.2f} % on the official 10,000)",
-        f"calibration error  {metrics['ece']:6.2f} %   (ECE, 15 bins)",
-        "best val accuracy  " + (f"{val:6.2f} %" if val is not None else "   n/a (val_size=0)"),
+        f"test accuracy      {format_accuracy(metrics['test_accuracy'], metrics['test_images'])}",
+        f"the report         {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official test images",
+        f"data               {metrics['data']['description']}",
+        f"calibration error  {metrics['ece']:.2f} %   (ECE, 15 bins)",
+        "best val accuracy  " + (f"{val:.2f} % on {metrics['val_images']:,} validation images"
+                                 if val is not None else "n/a (no validation images)"),
         f"network            {metrics['architecture']}, {metrics['params']:,} parameters",
-        f"data               {metrics['data_source']} ({metrics['train_images']} train / "
-        f"{metrics['val_images']} val / {metrics['test_images']} test)",
     ]
     if "evaluated_weights" in metrics:
         lines += [f"weights            {', '.join(metrics['evaluated_weights'])} (not trained here)",

@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import dataloader_batches, epoch_batches, epoch_generator, fast_batches, \
-    normalize, to_device_tensors
+from .augment import dataloader_batches, epoch_batches, epoch_generator, epoch_seed, \
+    fast_batches, normalize, to_device_tensors
 from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_checkpoint
 from .config import RunConfig
 from .data import CifarData
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
+from .evaluation import loss_and_hits
 from .recipes import Recipe
 from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
@@ -218,10 +219,7 @@ def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, bat
     shard = slice(context.rank, None, context.world_size)
     logits = predict_logits(network, images[shard], batch_size, tta_flip, amp_dtype, channels_last,
                             tta_translate)
-    shard_labels = labels[shard].to(logits.device)
-    totals = torch.stack([F.cross_entropy(logits, shard_labels, reduction="sum"),
-                          (logits.argmax(1) == shard_labels).sum().float(),
-                          torch.tensor(float(len(shard_labels)), device=logits.device)])
+    totals = loss_and_hits(logits, labels[shard].to(logits.device))
     loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
     return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
 
@@ -335,8 +333,13 @@ class Trainer:
         self.history = list(state["history"])
         self.best_val_accuracy = state["best_val_accuracy"]
         self.start_epoch = int(state["epoch"]) + 1
-        self.log(f"resumed from {self.checkpoint_path} after epoch {state['epoch']} "
-                 f"of {self.config.epochs}")
+        if self.start_epoch > self.config.epochs:
+            self.log(f"{self.checkpoint_path} holds all {self.config.epochs} epochs: the run is "
+                     f"already complete, nothing is trained (set epochs above {self.config.epochs} "
+                     "to train longer); its weights are evaluated below")
+        else:
+            self.log(f"resumed from {self.checkpoint_path} after epoch {state['epoch']} "
+                     f"of {self.config.epochs}")
 
     def log(self, message: str) -> None:
         if self.context.is_main and self.progress != "none":
@@ -351,7 +354,7 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict:
         """Train one epoch, validate, and return its history entry."""
         started = time.perf_counter()
-        torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # per-image transforms, cutout
+        torch.manual_seed(epoch_seed(self.config.seed, epoch))  # per-image transforms, cutout
         lr = self.optimizer.param_groups[0]["lr"]
         batches = self.batches(epoch)
         if self.progress == "bar":

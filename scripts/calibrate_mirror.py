@@ -52,8 +52,8 @@ PUBLISHED_ACCURACY = {"airbench94": 94.01, "airbench96": 96.05}
 
 def write_airbench_data(data_dir: str, dest_dir: str) -> None:
     """dest_dir/cifar10/{train,test}.pt from the image folders, in airbench's layout."""
-    train, test = load_folder(data_dir, None)
-    for split, image_set in (("train", train), ("test", test)):
+    for split in ("train", "test"):
+        image_set, _ = load_folder(data_dir, split)
         content = {"images": torch.from_numpy(np.ascontiguousarray(image_set.images, np.uint8)),
                    "labels": torch.from_numpy(image_set.labels.astype(np.int64)),
                    "classes": list(CIFAR10_CLASSES)}

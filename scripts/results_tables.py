@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.config import PARAMETER_HELP, RunConfig  # noqa: E402
+from helpers.config import PARAMETERS  # noqa: E402
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -195,11 +195,13 @@ def evaluations_table(evaluations: List[dict], calibration: Optional[dict]) -> s
 
 
 def parameters_table() -> str:
-    """Every notebook parameter with its default and meaning."""
-    defaults = RunConfig().to_dict()
-    lines = ["| parameter | default | meaning |", "|---|---|---|"]
-    for name, meaning in PARAMETER_HELP.items():
-        lines.append(f"| `{name}` | `{defaults[name]!r}` | {meaning.replace('|', chr(92) + '|')} |")
+    """Every notebook parameter: its default, what it accepts and what it means."""
+    lines = ["| parameter | default | accepts | meaning | has an effect in |", "|---|---|---|---|---|"]
+    for name, declared in PARAMETERS.items():
+        default = list(declared.default) if isinstance(declared.default, tuple) else declared.default
+        cells = [f"`{name}`", f"`{default!r}`", str(declared.kind), declared.meaning,
+                 declared.when.__doc__ if declared.when else "every run"]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
 

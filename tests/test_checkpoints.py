@@ -65,7 +65,7 @@ class Payload:
 def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     path = str(tmp_path / "checkpoint.pt")
     torch.save({"model": {}, "evil": Payload()}, path)
-    with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
+    with pytest.raises(CheckpointError, match="would run code named in the file"):
         load_checkpoint(path)
 
 
@@ -111,8 +111,9 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
 def _pipeline_config(tmp_path, **overrides):
     from helpers.config import make_config
 
-    return make_config(**{"data_source": "synthetic", "train_subset": 50, "val_size": 0,
-                          "progress": "none", "output_dir": str(tmp_path / "out"),
+    training = {} if "model_weights" in overrides else {"train_subset": 50, "val_size": 0}
+    return make_config(**{"data_source": "synthetic", **training, "progress": "none",
+                          "output_dir": str(tmp_path / "out"),
                           "figures_dir": str(tmp_path / "figures"), **overrides})
 
 
@@ -145,7 +146,7 @@ def test_model_weights_evaluate_without_training(tmp_path):
     ("garbage", "is not a readable weights file"),
     ("other network", "does not fit this network"),
     ("other architecture", "holds a 'resnext' network"),
-    ("with resume", "exclude each other"),
+    ("with resume", "resume=True has no effect here: model_weights is set"),
     ("into a training run", "holds a training run (checkpoint.pt)"),
 ])
 def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):

@@ -66,4 +66,4 @@ def test_parameters_table_lists_every_parameter_with_its_default():
     table = tables.parameters_table()
     for name in PARAMETER_NAMES:
         assert f"| `{name}` |" in table
-    assert "| `epochs` | `75` | training epochs |" in table
+    assert "| `epochs` | `75` | integer in [1, 10000] | training epochs | training runs" in table

@@ -18,8 +18,10 @@ from helpers.training import (ExponentialAverage, NonFiniteLossError, Trainer, e
 
 def tiny_config(output_dir, **overrides):
     settings = dict(data_source="synthetic", train_subset=60, val_size=20, batch_size=16,
-                    epochs=2, num_workers=0, progress="none", output_dir=str(output_dir),
+                    epochs=2, progress="none", output_dir=str(output_dir),
                     figures_dir=str(output_dir))
+    if overrides.get("pipeline") == "dataloader":
+        settings["num_workers"] = 0  # workers in the test process itself
     return make_config(**{**settings, **overrides})
 
 

@@ -167,8 +167,7 @@ def test_an_ensemble_run_reports_each_member_and_the_ensemble(tmp_path):
     from helpers import pipeline as stages
 
     paths = [_save_tiny_trained(tmp_path / f"m{seed}.pt", seed=seed) for seed in (0, 1)]
-    config = make_config(data_source="synthetic", train_subset=50, val_size=0, test_subset=100,
-                         model_weights=str(paths), output_dir=str(tmp_path / "out"),
+    config = make_config(data_source="synthetic", test_subset=100, model_weights=str(paths), output_dir=str(tmp_path / "out"),
                          progress="none")
     run = stages.start(config)
     data = stages.load(run)
