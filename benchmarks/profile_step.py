@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -36,8 +34,8 @@ from helpers.config import make_config  # noqa: E402
 from helpers.data import CifarData, ImageSet  # noqa: E402
 from helpers.model import build_resnet  # noqa: E402
 from helpers.recipes import resolve_recipe  # noqa: E402
-from helpers.report import git_commit  # noqa: E402
 from helpers.training import Trainer, train_one_epoch  # noqa: E402
+from common import environment, finish  # noqa: E402
 
 
 def random_data(count: int) -> CifarData:
@@ -117,7 +115,7 @@ def main() -> None:
         "recipe": args.recipe,
         "training_step": step.kind,
         "warmup_s": round(trainer.warmup_s, 1),
-        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        **environment(device),
         "batch_size": args.batch_size,
         "steps": args.steps,
         "wall_ms_per_step": round(wall_ms, 3),
@@ -128,18 +126,15 @@ def main() -> None:
         "waits_for_gpu": waits,
         "top_kernels": [{"name": e.key[:90], "ms_per_step": round(kernel_milliseconds(e) / args.steps, 3),
                          "calls_per_step": round(e.count / args.steps, 1)} for e in top],
-        "torch": torch.__version__,
-        "commit": git_commit(),
     }
-    print(f"{args.recipe} on {result['device']}, {step.kind} step: {wall_ms:.2f} ms per step of "
+    print(f"{args.recipe} on {result['device_name']}, {step.kind} step: {wall_ms:.2f} ms per step of "
           f"{args.batch_size} ({result['images_per_s']:,.0f} img/s)")
     if cuda:
         print(f"GPU kernels {kernel_ms:.2f} ms per step: busy {kernel_ms / wall_ms:.0%} of the time; "
               f"{waits} waits for the GPU in {args.steps} steps")
     for kernel in result["top_kernels"]:
         print(f"  {kernel['ms_per_step']:8.3f} ms  x{kernel['calls_per_step']:<6} {kernel['name']}")
-    if args.json:
-        print(json.dumps(result))
+    finish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,9 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from helpers.augment import dataloader_batches, epoch_generator, fast_batches  # noqa: E402
 from helpers.model import build_resnet  # noqa: E402
 from helpers.recipes import REFERENCE_AUGMENTATION  # noqa: E402
-from helpers.report import git_commit  # noqa: E402
 from helpers.step import EAGER, choose_step_kind, prepare_step  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
+from common import environment, finish  # noqa: E402
 
 
 def timed(batches: Iterator, consume: Callable[[Iterable], int], warmup: int, measured: int,
@@ -195,8 +193,6 @@ def main() -> None:
         "fast_img_s": round(fast, 1),
         "ratio": round(fast / baseline, 2),
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "cpu_cores": os.cpu_count(),
         "dataloader_workers": workers,
         "batch_size": batch_size,
         "measured_batches": measured,
@@ -205,9 +201,7 @@ def main() -> None:
         **{f"{name}_rounds_img_s": [round(r, 1) for r in values]
            for name, values in measured_rounds.items()},
         "amp": str(resolve_amp("auto", device)) if args.what == "train" else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "commit": git_commit(),
+        **environment(device),
     }
     if "compiled" in speeds:
         result.update(compiled_img_s=round(speeds["compiled"], 1),
@@ -219,8 +213,7 @@ def main() -> None:
     if "compiled" in speeds:
         print(f"compiled ({result['compiled_step']}, {result['compiled_warmup_s']} s warm-up): "
               f"{speeds['compiled']:,.0f} img/s ({speeds['compiled'] / baseline:.1f}x the baseline)")
-    if args.json:
-        print(json.dumps(result))
+    finish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -102,14 +102,13 @@ class SplitOrigin:
                 "subset": self.subset, "fingerprints": dict(self.fingerprints)}
 
 
-def identify(split: str, source: str, fingerprints: Dict[str, str], images: int,
-             known_sets: Iterable[KnownSet] = KNOWN_SETS) -> SplitOrigin:
+def identify(split: str, source: str, fingerprints: Dict[str, str], images: int) -> SplitOrigin:
     """Name a loaded split ("train" or "test") of `source` by its fingerprints."""
     if source == "synthetic":
         return SplitOrigin(SYNTHETIC, "", False, images, fingerprints)
     if source == "torchvision":  # torchvision checked the files' MD5s before handing them over
         return SplitOrigin("CIFAR-10", TORCHVISION_PARTS[split], True, images, fingerprints)
-    for known in known_sets:
+    for known in KNOWN_SETS:
         if known.split == split and fingerprints.get(known.kind) == known.fingerprint:
             return SplitOrigin(known.family, known.part, True, images, fingerprints)
     return SplitOrigin(UNKNOWN, "", False, images, fingerprints)

@@ -168,11 +168,12 @@ class Choice(Kind):
         self.expected = "one of " + ", ".join(map(repr, choices))
 
     def read(self, value: Any) -> Any:
-        spelling = value.strip().lower() if isinstance(value, str) else value
+        # As typed, and as the literal it may spell ("False" on the command line means False).
+        spellings = [value.strip().lower() if isinstance(value, str) else value, literal(value)]
         # Compared with their types: 1 == True, but 1 is not the choice True.
         for alias, choice in [*self.aliases.items(), *((c, c) for c in self.choices)]:
             key = alias.lower() if isinstance(alias, str) else alias
-            if type(spelling) is type(key) and spelling == key:
+            if any(type(spelling) is type(key) and spelling == key for spelling in spellings):
                 return choice
         names_only = all(isinstance(choice, str) for choice in self.choices)
         raise NotOfKind(self.expected, typed_as_text=names_only and isinstance(value, (int, float))
@@ -267,7 +268,7 @@ class Settings(Kind):
 
 
 class Device(Kind):
-    expected = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+    expected = "one of 'auto', 'cpu', 'cuda', 'cuda:N'"
 
     def read(self, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):

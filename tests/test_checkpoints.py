@@ -174,3 +174,72 @@ def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
         stages.start(_pipeline_config(tmp_path, model_weights=str(path),
                                       resume=problem == "with resume"))
     assert message in str(error.value)
+
+
+# --- weights from elsewhere ---------------------------------------------------------------------
+
+def _reference_state():
+    from helpers.model import build_resnet
+
+    torch.manual_seed(5)
+    return build_resnet().state_dict()
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda state: {"net": {f"module.{k}": v for k, v in state.items()}, "acc": 93.1, "epoch": 200},
+    lambda state: {"state_dict": state, "optimizer": {}},
+    lambda state: {"model_state_dict": {f"_orig_mod.{k}": v for k, v in state.items()}},
+    lambda state: {f"module.{k}": v for k, v in state.items()},
+])
+def test_weights_saved_by_other_code_are_unwrapped_and_load(tmp_path, wrap):
+    from helpers.checkpoints import load_weights
+    from helpers.model import build_resnet
+
+    state = _reference_state()
+    path = str(tmp_path / "elsewhere.pt")
+    torch.save(wrap(state), path)
+    loaded = load_weights(path, build_resnet(), "resnet")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_whole_pickled_model_is_refused_in_two_lines_naming_its_class(tmp_path):
+    from helpers.checkpoints import load_weights
+    from helpers.model import build_resnet
+
+    path = str(tmp_path / "whole.pt")
+    torch.save(build_resnet(), path)
+    with pytest.raises(CheckpointError) as error:
+        load_weights(path, build_resnet())
+    message = str(error.value)
+    assert "helpers.model.ResNet" in message and "torch.save(model.state_dict()" in message
+    assert "weights_only=False" not in message and len(message) < 400
+
+
+def test_another_networks_weights_say_how_many_tensors_match_with_an_example_of_each_kind(tmp_path):
+    from helpers.checkpoints import load_weights
+    from helpers.model import build_resnet
+
+    state = _reference_state()
+    state["classifier.weight"] = torch.zeros(100, 256)    # a CIFAR-100 head
+    state["extra.weight"] = torch.zeros(3)
+    del state["stem.0.weight"]
+    path = str(tmp_path / "other.pt")
+    torch.save({"net": state}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_weights(path, build_resnet())
+    message = str(error.value)
+    assert "150 of the network's 152 tensors match the file's 152" in message
+    assert "1 missing (e.g. 'stem.0.weight')" in message and "(e.g. 'extra.weight')" in message
+    assert "'classifier.weight': [100, 256] in the file, [10, 256] here" in message
+    assert len(message) < 600 and "\n" not in message
+
+
+def test_a_file_without_weights_says_what_it_holds(tmp_path):
+    from helpers.checkpoints import load_weights
+    from helpers.model import build_resnet
+
+    path = str(tmp_path / "results.pt")
+    torch.save({"accuracy": 93.4, "epoch": 75}, path)
+    with pytest.raises(CheckpointError, match=r"holds a dict with keys \['accuracy', 'epoch'\], "
+                                              "and no network weights"):
+        load_weights(path, build_resnet())

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -206,3 +207,144 @@ def test_a_checkpoint_from_before_a_setting_existed_counts_as_its_default():
     del saved["architecture"], saved["teacher_weights"]
     assert config_differences(saved, make_config()) == []
     assert "architecture" in config_differences(saved, make_config(architecture="se_resnet"))[0]
+
+
+# --- what people type: papermill's guessed types, the command line, Python ----------------------
+
+# For every parameter, spellings a user plausibly types after `-p name` or `--name`, and the
+# value they mean. Some parameters need others set to have an effect (CONTEXT).
+PLAUSIBLE = {
+    "epochs": [("3", 3), ("3.0", 3), ("1e2", 100)],
+    "batch_size": [("128", 128)],
+    "lr": [("0.05", 0.05), ("5e-2", 0.05), (".05", 0.05)],
+    "momentum": [("0.8", 0.8)],
+    "weight_decay": [("5e-4", 5e-4), ("0", 0.0)],
+    "milestones": [("[30, 60]", (30, 60)), ("30,60", (30, 60)), ("30 60", (30, 60)), ("50", (50,))],
+    "gamma": [("0.2", 0.2)],
+    "seed": [("7", 7)],
+    "data_source": [("folder", "folder"), ("Folder", "folder")],
+    "data_dir": [("2024", "2024"), ("data/cifar10-jpeg", "data/cifar10-jpeg")],
+    "val_size": [("0", 0), ("5000", 5000)],
+    "train_subset": [("2000", 2000), ("None", None)],
+    "test_subset": [("1000", 1000), ("None", None)],
+    "device": [("cpu", "cpu"), ("CPU", "cpu"), ("auto", "auto")],
+    "output_dir": [("2024", "2024"), ("runs/2024-11-29", "runs/2024-11-29")],
+    "figures_dir": [("None", None), ("7", "7")],
+    "resume": [("True", True), ("true", True), ("False", False), ("1", True)],
+    "kaggle_test_pkl": [("None", None), ("12345", "12345"), ("test.pkl", "test.pkl")],
+    "recipe": [("improved", "improved"), ("Improved", "improved")],
+    "architecture": [("se_resnet", "se_resnet")],
+    "pipeline": [("dataloader", "dataloader")],
+    "amp": [("off", "off"), ("False", "off"), ("bf16", "bf16")],
+    "compile": [("False", False), ("false", False), ("True", True), ("auto", "auto")],
+    "num_workers": [("4", 4), ("0", 0), ("None", None)],
+    "eval_batch_size": [("512", 512)],
+    "progress": [("lines", "lines"), ("None", "none"), ("False", "none")],
+    "recipe_overrides": [
+        ('{"cutout_size": 0, "tta_flip": false}', {"cutout_size": 0, "tta_flip": False}),
+        ("{'cutout_size': 0}", {"cutout_size": 0}),
+        ("cutout_size=0, tta_flip=False", {"cutout_size": 0, "tta_flip": False}),
+        ("milestones=[30, 60], gamma=0.2", {"milestones": [30, 60], "gamma": 0.2}),
+        ('{"milestones": [30, 60]}', {"milestones": [30, 60]}),
+        ("None", None), ("{}", None)],
+    "test_each_epoch": [("True", True)],
+    "model_weights": [("a.pt", ("a.pt",)), ("['a.pt', 'b.pt']", ("a.pt", "b.pt")),
+                      ('["a.pt", "b.pt"]', ("a.pt", "b.pt")), ("a.pt, b.pt", ("a.pt", "b.pt")),
+                      ("2024", ("2024",))],
+    "teacher_weights": [("t.pt", ("t.pt",))],
+}
+CONTEXT = {"num_workers": {"pipeline": "dataloader"}}
+
+
+def test_every_parameter_has_plausible_spellings_to_try():
+    from helpers.config import PARAMETERS
+
+    assert set(PLAUSIBLE) == set(PARAMETERS)
+
+
+@pytest.mark.parametrize("name, typed, meant", [(name, typed, meant) for name, cases in
+                                                PLAUSIBLE.items() for typed, meant in cases])
+def test_papermill_and_the_command_line_read_what_a_user_types(name, typed, meant):
+    from papermill.cli import _resolve_type  # what papermill does to every -p value
+
+    from helpers.cli import parse_args
+
+    context = CONTEXT.get(name, {})
+    from_papermill = make_config(**context, **{name: _resolve_type(typed)})
+    from_command_line = parse_args([f"--{name}", typed, *[f"--{k}={v}" for k, v in context.items()]])
+    assert getattr(from_papermill, name) == getattr(from_command_line, name) == meant
+
+
+@pytest.mark.parametrize("value", [1.5, True, float("nan")])
+def test_a_path_papermill_turned_into_a_number_says_so_and_names_raw_text(value):
+    with pytest.raises(ConfigError, match=r"output_dir=.* must be a path; papermill reads a -p value "
+                                          r"that looks like a number .* -r output_dir"):
+        make_config(output_dir=value)
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("milestones", "30, x", "'x' is not an integer"),
+    ("recipe_overrides", "{'cutout_size': }", "at character"),
+    ("recipe_overrides", "{'tta_flip': false}", "false is not a value"),
+    ("recipe_overrides", "[1, 2]", "must be a dict of recipe settings, e.g. {'cutout_size': 0, "
+                                   "'mixup_alpha': 0.2}, not a list"),
+    ("recipe_overrides", "{1: 2}", "every name in quotes"),
+    ("model_weights", "[]", "not an empty list"),
+    ("device", "gpu", "device='gpu' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+])
+def test_a_structured_value_says_which_part_is_wrong(name, value, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        make_config(**{name: value})
+
+
+def test_every_range_violation_reads_the_same_and_comes_from_the_declaration():
+    from helpers.config import PARAMETERS
+    from helpers.values import Number, OrNone
+
+    checked = 0
+    for name, declared in PARAMETERS.items():
+        kind = declared.kind.kind if isinstance(declared.kind, OrNone) else declared.kind
+        if not isinstance(kind, Number):
+            continue
+        low = kind.range.low
+        outside = low - 1 if low != float("-inf") else kind.range.high + 1
+        outside = int(outside) if isinstance(declared.default, int) or declared.default is None else outside
+        with pytest.raises(ConfigError) as error:
+            make_config(**{name: outside})
+        assert str(error.value) == f"{name}={outside!r} must be {kind.range}", name
+        checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("parameters, says", [
+    ({"recipe": "improved", "lr": 0.5}, "lr=0.5 has no effect here: recipe='improved' has its own "
+                                       "lr: change that with recipe_overrides={'lr': 0.5}"),
+    ({"recipe": "improved", "milestones": [10, 20]}, "recipe_overrides={'milestones': [10, 20]}"),
+    ({"recipe_overrides": {"schedule": "warmup_cosine"}, "gamma": 0.5},
+     "gamma=0.5 has no effect here: recipe_overrides sets schedule='warmup_cosine'"),
+    ({"num_workers": 4}, "num_workers=4 has no effect here: pipeline='fast' has no DataLoader workers"),
+    ({"model_weights": "a.pt", "epochs": 2}, "epochs=2 has no effect here: model_weights is set, and "
+                                             "an evaluation trains nothing: leave epochs at its default, 75"),
+    ({"model_weights": "a.pt", "teacher_weights": "t.pt"}, "teacher_weights=['t.pt'] has no effect"),
+    ({"model_weights": "a.pt", "val_size": 0, "seed": 3}, "val_size=0 has no effect here"),
+    ({"data_source": "synthetic", "data_dir": "images"}, "data_dir='images' has no effect here: "
+                                                         "data_source='synthetic'"),
+])
+def test_a_setting_without_effect_stops_the_run_naming_what_applies(parameters, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        make_config(**parameters)
+
+
+def test_settings_at_their_defaults_never_count_as_set():
+    make_config(recipe="improved", lr=0.1, milestones="[30, 40, 60, 80]")
+    make_config(model_weights="a.pt", val_size=5000, num_workers=None, epochs="75")
+    make_config(pipeline="dataloader", num_workers=2, data_source="synthetic", data_dir="data")
+
+
+def test_an_evaluation_takes_only_the_test_time_settings_of_a_recipe():
+    from helpers.recipes import resolve_recipe
+
+    assert resolve_recipe(make_config(model_weights="a.pt", recipe="improved",
+                                      recipe_overrides="tta_flip=False")).tta_flip is False
+    with pytest.raises(ConfigError, match=r"recipe_overrides \['cutout_size'\] have no effect here"):
+        resolve_recipe(make_config(model_weights="a.pt", recipe_overrides={"cutout_size": 0}))

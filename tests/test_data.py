@@ -203,3 +203,101 @@ def test_a_read_only_image_folder_still_loads_without_a_cache(image_folder, monk
     data = load_data(folder_config(image_folder, val_size=0))
     assert len(data.train) == 60
     assert not os.path.exists(data_module.cache_path(os.path.join(image_folder, "train")))
+
+
+# --- a damaged download -------------------------------------------------------------------------
+
+def test_a_partial_archive_is_named_as_damaged_with_what_to_do(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise AssertionError("must not try to download: the archive is there, damaged")
+
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 5000)
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz' is damaged or incomplete "
+                                        r"\(5,002 of 170,498,071 bytes.*delete it and run again"):
+        load_data(make_config(data_dir=str(tmp_path)))
+
+
+def test_a_damaged_extracted_folder_is_named_with_the_damaged_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", lambda *a, **k: None)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"half a batch")
+    with pytest.raises(DataError, match=r"cifar-10-batches-py' is damaged \(data_batch_1, "
+                                        r"data_batch_2.* delete the folder and run again"):
+        load_data(make_config(data_dir=str(tmp_path)))
+
+
+# --- which images: fingerprints and names -------------------------------------------------------
+
+def _known_as(monkeypatch, data_dir, split, kind, family="CIFAR-10", part="test images 0–999"):
+    """Make `data_dir`'s split a known set, recognised by its `kind` fingerprint."""
+    from helpers import provenance
+    from helpers.data import load_folder
+
+    images, files = load_folder(data_dir, split)
+    fingerprint = files if kind == "files" else provenance.pixel_fingerprint(images.images, images.labels)
+    known = provenance.KnownSet(family, part, split, kind, fingerprint, len(images), "this test")
+    monkeypatch.setattr(provenance, "KNOWN_SETS", (known,))
+
+
+def test_a_known_folder_is_named_whatever_its_file_names_and_order(image_folder, monkeypatch):
+    _known_as(monkeypatch, image_folder, "test", "pixels")
+    cat = os.path.join(image_folder, "test", "cat")
+    for name in sorted(os.listdir(cat)):
+        os.rename(os.path.join(cat, name), os.path.join(cat, "x" + name))
+    data = load_data(folder_config(image_folder, model_weights="a.pt", val_size=5000))
+    assert data.origins["test"].known and data.origins["test"].name == "CIFAR-10 test images 0–999"
+    assert data.description == "CIFAR-10 test images 0–999 (n = 60)"
+
+
+def test_one_changed_pixel_changes_the_name(image_folder, monkeypatch):
+    from PIL import Image
+
+    _known_as(monkeypatch, image_folder, "test", "pixels")
+    path = os.path.join(image_folder, "test", "ship", "0002.png")
+    pixels = np.array(Image.open(path))
+    pixels[5, 5, 1] ^= 1
+    Image.fromarray(pixels).save(path)
+    origin = load_data(folder_config(image_folder, model_weights="a.pt", val_size=5000)).origins["test"]
+    assert not origin.known and origin.name == "image folders (not a known copy of CIFAR-10)"
+
+
+def test_a_lossy_copy_is_known_by_its_files_not_its_decoded_pixels(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "jpg", per_class=2, extension="jpg")
+    _known_as(monkeypatch, root, "train", "files", "CIFAR-10 (JPEG mirror)", "training images")
+    data = load_data(folder_config(root, val_size=0))
+    assert data.origins["train"].name == "CIFAR-10 (JPEG mirror) training images"
+    path = os.path.join(root, "train", "dog", "0001.jpg")
+    Image.open(path).convert("RGB").save(path, quality=95)  # the same image, other bytes
+    assert not load_data(folder_config(root, val_size=0)).origins["train"].known
+
+
+def test_the_official_sets_and_the_mirror_have_one_fingerprint_each_with_its_source():
+    from helpers.provenance import KNOWN_SETS
+
+    assert len({known.fingerprint for known in KNOWN_SETS}) == len(KNOWN_SETS) == 4
+    assert all(len(known.fingerprint) == 64 and known.source for known in KNOWN_SETS)
+    assert {known.kind for known in KNOWN_SETS if "mirror" in known.family} == {"files"}
+
+
+def test_synthetic_data_names_itself_in_the_data_entry():
+    data = load_data(make_config(data_source="synthetic", train_subset=100, val_size=20))
+    entry = data.to_dict()
+    assert entry["description"] == "SYNTHETIC images (not CIFAR-10): training and test images (n = 500)"
+    assert entry["train"]["subset"] == 100 and entry["images"] == {"train": 80, "val": 20, "test": 500}
+    assert len(entry["test"]["fingerprints"]["pixels"]) == 64
+
+
+def test_a_class_balanced_subset_larger_than_a_class_allows_is_refused(image_folder):
+    dog = os.path.join(image_folder, "test", "dog")
+    for name in sorted(os.listdir(dog))[2:]:          # dog keeps 2 test images of 6
+        os.remove(os.path.join(dog, name))
+    with pytest.raises(DataError, match=r"test_subset=56 asks for 6 images of class 'dog', which "
+                                        r"has only 2 here: a class-balanced subset can have at most "
+                                        r"25 images; or use test_subset=None for all 56"):
+        load_data(folder_config(image_folder, val_size=0, test_subset=56))
+    assert np.all(np.bincount(load_data(folder_config(image_folder, val_size=0, test_subset=20))
+                              .test.labels, minlength=10) == 2)

@@ -94,3 +94,24 @@ def test_restricted_unpickler_reads_plain_containers_and_arrays(tmp_path):
     content = {"a": [1, 2.5, "x", b"y", (3, None)], "b": np.arange(3, dtype=np.int16)}
     loaded = safe_load_pickle(write_pickle(tmp_path / "ok.pkl", content))
     assert loaded["a"] == content["a"] and np.array_equal(loaded["b"], content["b"])
+
+
+@pytest.mark.parametrize("ids", [
+    [b"0", b"1", b"2"],                                   # Python 2's str, read as bytes
+    np.array([b"0", b"1", b"2"]),                         # numpy's bytes dtype
+    np.array(["0", "1", "2"]),
+])
+def test_ids_from_a_python2_pickle_become_text(tmp_path, ids):
+    images = np.zeros((3, 3072), np.uint8)
+    path = write_pickle(tmp_path / "test.pkl", {b"data": images, b"ids": ids}, protocol=2)
+    _, loaded = load_kaggle_test(path)
+    assert loaded == ["0", "1", "2"]
+    write_submission(str(tmp_path / "submission.csv"), loaded, np.array([4, 5, 6]))
+    assert (tmp_path / "submission.csv").read_text() == "ID,Labels\n0,4\n1,5\n2,6\n"
+
+
+def test_ids_of_another_type_are_refused_naming_it(tmp_path):
+    path = write_pickle(tmp_path / "test.pkl", {b"data": np.zeros((2, 3072), np.uint8),
+                                                b"ids": [1.5, 2.5]})
+    with pytest.raises(SubmissionError, match=r"holds a float \(1.5\); expected integers or text"):
+        load_kaggle_test(path)

@@ -216,3 +216,17 @@ def test_a_new_run_into_a_training_runs_folder_is_refused_and_names_resume(tmp_p
     with pytest.raises(ConfigError, match="already holds a training run.*resume=True"):
         stages.start(tiny_config(tmp_path, epochs=1))
     assert stages.start(tiny_config(tmp_path, epochs=2, resume=True)).resume_state["epoch"] == 1
+
+
+def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_path, capsys):
+    from helpers.config import ConfigError
+
+    tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
+    with pytest.raises(ConfigError, match=r"epochs=1: .* already holds 2 epochs, so that run is "
+                                          r"complete\. Set epochs above 2 to train it longer"):
+        stages.start(tiny_config(tmp_path, epochs=1, resume=True))
+    # Just as many: nothing to train, and the log says so (the weights are evaluated as usual).
+    result = tiny_trainer(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"),
+                          resume=True).fit()
+    assert result.epochs_completed == 2
+    assert "the run is already complete, nothing is trained" in capsys.readouterr().out
