@@ -36,7 +36,10 @@ from .model import REFERENCE_PARAMETER_COUNT, check_parameter_budget, count_para
 from .recipes import Recipe, resolve_recipe
 from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics, summary,
                      write_metrics)
-from .training import Trainer, TrainingResult, predict_logits, resolve_amp
+from .results import RESULTS_DIR, load_runs, measured_lines, recorded_run
+from .step import TrainingStep
+from .training import (Trainer, TrainingResult, format_history, make_optimizer, make_scheduler,
+                       predict_logits, resolve_amp)
 
 
 @dataclass(frozen=True)
@@ -118,13 +121,35 @@ def load_members(paths: Tuple[str, ...], architecture: Optional[str],
 
 
 def describe(run: Run) -> str:
-    """The run's settings and the recipe's resolved settings, as a readable block."""
+    """The run's recipe, every setting resolved; or, for an evaluation, the run that trained
+    each weights file (from the metrics.json beside it) and the test-time augmentation used."""
     lines = [f"device: {run.device}" + (f" (rank {run.context.rank} of {run.context.world_size})"
                                         if run.context.enabled else "")]
-    lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
+    if run.config.evaluate_only:
+        for path in run.config.model_weights:
+            lines += [f"evaluating {path}, not trained here: {trained_by(path)}"]
+        views = [view for view, on in (("flip", run.recipe.tta_flip),
+                                       (f"shifts of {run.recipe.tta_translate} px", run.recipe.tta_translate)) if on]
+        lines.append(f"test-time augmentation: {', '.join(views) or 'none'} (recipe={run.recipe.name!r})")
+    else:
+        lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
     if run.config.data_source == "synthetic":
         lines.insert(0, f"*** {SYNTHETIC_WARNING} ***")
     return "\n".join(lines)
+
+
+def trained_by(weights: str) -> str:
+    """How a weights file was trained, as its run recorded it; or that nothing was recorded."""
+    metrics = recorded_run(weights)
+    if metrics is None:
+        return "no metrics.json beside it, so how it was trained is not known here"
+    data = metrics.get("data", {})
+    trained_on = data.get("train", {}).get("name", metrics["data_source"])
+    tested = data.get("test", {}).get("name", "its test images")
+    return (f"the {metrics['recipe']} recipe, {metrics['epochs_completed']} epochs, batch "
+            f"{metrics['batch_size']}, seed {metrics['seed']}, on {trained_on}; "
+            f"{metrics['device'].replace('cuda: ', '')}, commit {str(metrics['commit'])[:7]}; it "
+            f"recorded {format_accuracy(metrics['test_accuracy'], metrics['test_images'])} on {tested}")
 
 
 def load(run: Run) -> CifarData:
@@ -156,6 +181,11 @@ def model_source(architecture: str) -> str:
 
 def model_table(network: torch.nn.Module) -> str:
     return architectures.format_layer_table(architectures.layer_table(network))
+
+
+def training_step_source() -> str:
+    """The eager training step, the optimizer and the schedule, as they are in their modules."""
+    return "\n\n".join(inspect.getsource(code) for code in (TrainingStep, make_optimizer, make_scheduler))
 
 
 def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult:
@@ -218,6 +248,40 @@ def submit(run: Run, result: TrainingResult) -> Optional[str]:
     return path
 
 
+def conclusions(run: Run, data: CifarData, metrics: dict,
+                results_dir: Optional[str] = None) -> str:
+    """The closing paragraph, computed: this run's accuracy with its interval beside the
+    report's, what was trained or evaluated on which data, and what the measured runs in
+    results/ say the improved recipe and the options change."""
+    config, origin = run.config, data.origins["test"]
+    lines = [f"**Test accuracy {format_accuracy(metrics['test_accuracy'], metrics['test_images'])}** "
+             f"on {origin.name}; the report: {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official "
+             "test images."]
+    if config.evaluate_only:
+        lines.append(f"The weights were trained elsewhere ({'; '.join(map(trained_by, config.model_weights))}) "
+                     f"and evaluated here on {metrics['device']}.")
+    else:
+        lines.append(f"Trained here: the {metrics['recipe']} recipe, {metrics['epochs_completed']} "
+                     f"epochs on {data.origins['train'].name}, {metrics['wall_time_s']:.0f} s on "
+                     f"{metrics['device']} ({metrics['training_step']} step).")
+    if "0–999" in origin.name:
+        lines.append("Images 0–999 are a sample of the official test set: about half a point easier "
+                     "than all 10,000 (measured with JPEG-trained networks), and the interval above "
+                     "is their sampling spread.")
+    elif "JPEG mirror" in origin.name:
+        lines.append("The JPEG mirror's test images are lossy copies: accuracies on them run below "
+                     "the official images'.")
+    elif data.is_synthetic:
+        lines.append(f"**{SYNTHETIC_WARNING}.**")
+    lines.append(f"The network is {config.architecture!r} with {metrics['params']:,} parameters "
+                 f"(the report's: {REFERENCE_PARAMETER_COUNT:,}).")
+    measured = measured_lines(load_runs(results_dir or RESULTS_DIR),
+                              load_runs(results_dir or RESULTS_DIR, evaluations=True))
+    return "\n\n".join([" ".join(lines), "What the recipes and options measured (results/, with "
+                                         "their hardware and commits in results/README.md):",
+                          "\n".join(measured)])
+
+
 def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluation) -> dict:
     """Write metrics.json and, after training, model.pt (the evaluated weights in half
     precision); rank 0 only. Returns the metrics."""
@@ -243,6 +307,9 @@ def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
 
 def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Figure]:
     """A grid of training images, spread over the classes, through the recipe's augmentation."""
+    if not len(data.train):
+        print("an evaluation loads no training images: no augmented samples to show")
+        return {}
     chosen = np.linspace(0, len(data.train) - 1, min(count, len(data.train))).astype(int)
     images, labels = to_device_tensors(data.train.images[chosen], data.train.labels[chosen], "cpu")
     parameters = draw_parameters(len(labels), run.recipe.augmentation, epoch_generator(run.config.seed, 1))
@@ -250,12 +317,36 @@ def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Fi
     return _saved(run, {"augmented_samples": plots.augmented_samples(augmented, labels, data.classes)})
 
 
+def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
+    """(per-epoch history, whose it is): this run's, or, for an evaluation of one weights file,
+    the history its training run recorded in the metrics.json beside it."""
+    if not run.config.evaluate_only:
+        return result.history, "this run"
+    recorded = recorded_run(run.config.model_weights[0]) if len(run.config.model_weights) == 1 else None
+    if recorded is None:
+        return [], "no recorded training run"
+    return recorded["history"], (f"recorded by the run that trained {run.config.model_weights[0]} "
+                                 f"({recorded['device'].replace('cuda: ', '')}, commit "
+                                 f"{str(recorded['commit'])[:7]}), not computed here")
+
+
+def history_table(run: Run, result: TrainingResult) -> str:
+    """The per-epoch history as a table, headed by whose it is."""
+    epochs, whose = history(run, result)
+    if not epochs:
+        return f"no training history: {whose}"
+    return f"Training history, {whose}:\n{format_history(epochs)}"
+
+
 def training_figures(run: Run, result: TrainingResult) -> Dict[str, plt.Figure]:
-    if not result.history:
-        print("no training curves: the weights were loaded, not trained")
+    """Curves and learning rates per epoch, of this run or (evaluation) the recorded one."""
+    epochs, whose = history(run, result)
+    if not epochs:
+        print(f"no training curves: {whose}")
         return {}
-    return _saved(run, {"training_curves": plots.training_curves(result.history),
-                        "lr_schedule": plots.lr_schedule(result.history)})
+    title = None if whose == "this run" else f"Training {whose}"
+    return _saved(run, {"training_curves": plots.training_curves(epochs, title),
+                        "lr_schedule": plots.lr_schedule(epochs)})
 
 
 def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:

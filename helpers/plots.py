@@ -46,8 +46,10 @@ def _marker(points: int) -> Optional[str]:
     return "o" if points <= 30 else None
 
 
-def training_curves(history: List[dict]) -> plt.Figure:
-    """Loss and accuracy per epoch, training and validation (and test, where recorded)."""
+def training_curves(history: List[dict], title: Optional[str] = None) -> plt.Figure:
+    """Loss and accuracy per epoch, training and validation (and test, where recorded). The
+    loss axis is logarithmic, so that one early epoch's spike (a validation loss of 1,000 after
+    epoch 1 of a short run) does not flatten the rest."""
     epochs = [h["epoch"] for h in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
     marker = _marker(len(epochs))
@@ -60,12 +62,15 @@ def training_curves(history: List[dict]) -> plt.Figure:
     if any(h.get("test_accuracy") is not None for h in history):
         accuracy_axis.plot(epochs, [h.get("test_accuracy") for h in history], ":", marker=marker,
                            label="test (recorded only)")
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss (log scale)", title="Loss",
+                  yscale="log")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
+        axis.grid(alpha=0.3, which="both")
         axis.legend()
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
 

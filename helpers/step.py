@@ -28,6 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 EAGER, COMPILED, CAPTURED = "eager", "compiled", "compiled + CUDA graph"
+# The kinds that tests/test_step_gpu.py has shown, on a GPU, to give the eager step's losses and
+# weights (its output is committed under results/gpu-step-check/, and a CPU test keeps this list
+# to what passed there). compile="auto" takes the fastest of them and never another; until the
+# check has passed on a GPU, it takes the eager step.
+VERIFIED_ON_GPU: Tuple[str, ...] = ()
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -176,9 +181,15 @@ def choose_step_kind(compile_setting, device: torch.device, *, scaler=None,
     blockers = [why for why, present in (("fp16 gradient scaling", scaler is not None),
                                          ("several ranks", distributed),
                                          ("a teacher network", distillation)) if present]
-    if blockers:
-        return COMPILED, f"compile={compile_setting!r}; no CUDA graph with {', '.join(blockers)}"
-    return CAPTURED, f"compile={compile_setting!r} on {torch.cuda.get_device_name(device)}"
+    kinds = [COMPILED] if blockers else [CAPTURED, COMPILED]
+    if compile_setting == "auto":
+        kinds = [kind for kind in kinds if kind in VERIFIED_ON_GPU]
+        if not kinds:
+            return EAGER, ("compile='auto' takes only step kinds verified on a GPU by "
+                           "tests/test_step_gpu.py, and none of those allowed here is yet; "
+                           "compile=True tries the compiled step")
+    why = f"compile={compile_setting!r} on {torch.cuda.get_device_name(device)}"
+    return kinds[0], why + (f"; no CUDA graph with {', '.join(blockers)}" if blockers else "")
 
 
 class _SavedState:

@@ -444,6 +444,24 @@ class Trainer:
                                              "config": self.config.to_dict()})
 
 
+def format_history(history: List[dict]) -> str:
+    """Every epoch's learning rate, losses, accuracies (percent) and seconds as one table."""
+    tested = any(h.get("test_accuracy") is not None for h in history)
+    lines = [f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'train acc':>9} {'val loss':>8} "
+             f"{'val acc':>7}{' test acc' if tested else ''} {'seconds':>7}"]
+
+    def number(value, width, digits):
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+    for h in history:
+        lines.append(f"{h['epoch']:>5} {h['lr']:>9.4g} {number(h['train_loss'], 10, 3)} "
+                     f"{number(h['train_accuracy'], 9, 2)} {number(h['val_loss'], 8, 3)} "
+                     f"{number(h['val_accuracy'], 7, 2)}"
+                     + (f" {number(h.get('test_accuracy'), 8, 2)}" if tested else "")
+                     + f" {h['seconds']:>7.1f}")
+    return "\n".join(lines)
+
+
 def format_epoch(entry: dict, epochs: int) -> str:
     """One concise log line per epoch."""
     val = "" if entry["val_accuracy"] is None else \

@@ -18,15 +18,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from typing import Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from helpers.checkpoints import atomic_write_json  # noqa: E402
+from concurrent_runs import run_concurrently  # noqa: E402  (scripts/ is this script's folder)
 
 # name -> recipe_overrides; each changes one ingredient of the improved recipe as shipped.
 # "short": the 12-epoch ranking of 2026-11-26 (results/ablation/), which full length reversed.
@@ -92,25 +91,17 @@ def command(variant: str, args: argparse.Namespace) -> List[str]:
 def run_all(variants: List[str], args: argparse.Namespace) -> Dict[str, dict]:
     """Start every variant at once; wait for all (or the deadline); collect their metrics,
     rewriting ablation.json as each finishes, so that a session cut short keeps what ended."""
-    started, processes = time.perf_counter(), {}
     for variant in variants:
-        folder = os.path.join(args.out, folder_name(variant))
-        os.makedirs(folder, exist_ok=True)
         shutil.rmtree(os.path.join(args.work, folder_name(variant)), ignore_errors=True)  # scratch
-        log = open(os.path.join(folder, "log.txt"), "w")
-        processes[variant] = (subprocess.Popen(command(variant, args), cwd=ROOT, stdout=log,
-                                               stderr=subprocess.STDOUT), log)
     outcomes = {}
-    for variant, (process, log) in processes.items():
-        left = args.deadline_s - (time.perf_counter() - started)
-        try:
-            process.wait(timeout=max(left, 1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        outcomes[variant] = collect(variant, process.returncode, args)
+
+    def finished(variant: str, status: int) -> None:
+        outcomes[variant] = collect(variant, status, args)
         write_summary(outcomes, args)
+
+    run_concurrently({variant: command(variant, args) for variant in variants},
+                     {variant: os.path.join(args.out, folder_name(variant), "log.txt")
+                      for variant in variants}, args.deadline_s, finished)
     return outcomes
 
 

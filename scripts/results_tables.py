@@ -1,15 +1,18 @@
-"""The generated tables of README.md and results/README.md, from the committed runs under
-results/ and from the notebook's parameters.
+"""The generated tables of README.md and results/README.md, and the measured results in the
+notebook's title cell, from the committed runs under results/ and the parameters' declarations.
 
     python scripts/results_tables.py           rewrite the generated blocks
     python scripts/results_tables.py --check   exit 1 if a block is not what the files say
 
 Each generated block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`;
 everything outside the markers is written by hand. Runs are the folders of results/ with a
-metrics.json; runs that differ only in their seed form one row. The official-equivalent
-accuracy of a JPEG-mirror run is estimated from results/calibration/airbench.json: its mirror
-accuracy plus the delta (published official - measured mirror) of the airbench trainer whose
-mirror accuracy is nearest.
+metrics.json (helpers/results.py); runs that differ only in their seed form one row. Every
+accuracy names its data (as the run identified it) and comes with n and its 95 % interval.
+
+The last column estimates the accuracy on all 10,000 official test images: a JPEG-mirror
+accuracy plus the mirror's cost measured by airbench (calibration/airbench.json, nearest trainer),
+or an accuracy on official test images 0–999 minus their sample offset, measured by airbench94
+on the same images (calibration/airbench-official.json).
 """
 from __future__ import annotations
 
@@ -26,21 +29,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from helpers.config import PARAMETERS  # noqa: E402
+from helpers.report import REFERENCE_TEST_ACCURACY  # noqa: E402
+from helpers.results import (accuracy_summary, grouped, is_full_length, load_runs,  # noqa: E402
+                             measured_lines, recipe_label)
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
-
-
-def load_runs(results_dir: str, evaluations: bool = False) -> List[dict]:
-    """Training runs, or (evaluations=True) the runs that evaluated given weights instead."""
-    runs = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "*", "metrics.json"))):
-        with open(path) as file:
-            metrics = json.load(file)
-        metrics["folder"] = os.path.basename(os.path.dirname(path))
-        if ("evaluated_weights" in metrics) == evaluations:
-            runs.append(metrics)
-    return runs
+OFFICIAL_SAMPLE = "official test images 0–999"
+NOTEBOOK = "final-code.ipynb"
 
 
 def load_calibration(results_dir: str) -> Optional[dict]:
@@ -55,34 +51,38 @@ def load_calibration(results_dir: str) -> Optional[dict]:
     return measured or None
 
 
-def official_equivalent(accuracy: float, run: dict, calibration: Optional[dict]) -> str:
-    """The estimate for a mirror accuracy, naming the trainer whose delta it uses."""
-    if run["data_source"] != "folder":
-        return "(official images)" if run["data_source"] == "torchvision" else "n/a"
+def load_sample_offset(results_dir: str) -> Optional[float]:
+    """How much easier official test images 0–999 are than all 10,000: airbench94's mean on
+    them minus its published accuracy on all 10,000, if measured."""
+    path = os.path.join(results_dir, "calibration", "airbench-official.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        airbench94 = json.load(file)["airbench94"]
+    accuracies = airbench94.get("official_0_999_accuracies") or []
+    return statistics.mean(accuracies) - airbench94["published_all_10000"] if accuracies else None
+
+
+def official_equivalent(accuracy: float, run: dict, calibration: Optional[dict],
+                        offset: Optional[float] = None) -> str:
+    """The estimate for all 10,000 official test images, naming what it rests on."""
+    tested = run["data"]["test"]["name"]
+    if tested == f"CIFAR-10 {OFFICIAL_SAMPLE}":
+        if offset is None:
+            return "not yet measured (needs the 0–999 offset)"
+        return f"{accuracy - offset:.2f} % (estimated: 0–999 offset {offset:+.2f})"
+    if tested == "CIFAR-10 official test images":
+        return "(measured on all 10,000)"
+    if "JPEG mirror" not in tested:
+        return "n/a"
     if calibration is None:
         return "not yet measured"
     trainer = min(calibration, key=lambda name: abs(calibration[name][0] - accuracy))
     return f"{accuracy + calibration[trainer][1]:.2f} % (estimated, {trainer} delta)"
 
 
-def data_label(run: dict) -> str:
-    source = {"folder": "CIFAR-10 (JPEG mirror)", "torchvision": "CIFAR-10 (official)",
-              "synthetic": "SYNTHETIC"}[run["data_source"]]
-    return source + ("" if run["train_images"] + run["val_images"] == 50_000
-                     else f", {run['train_images'] + run['val_images']:,} images")
-
-
-def recipe_label(run: dict) -> str:
-    overrides = run["config"].get("recipe_overrides")
-    label = f"{run['recipe']}, {run['epochs']} epochs, batch {run['batch_size']}"
-    return label + (f", `recipe_overrides={overrides}`" if overrides else "")
-
-
-def group_key(run: dict) -> tuple:
-    """Runs that differ only in seed (and where their files went) belong to one row."""
-    config = {k: v for k, v in run["config"].items()
-              if k not in ("seed", "output_dir", "figures_dir", "test_each_epoch", "progress")}
-    return (json.dumps(config, sort_keys=True), run["device"], run["commit"])
+def mean_accuracy(group: List[dict]) -> float:
+    return statistics.mean(r["test_accuracy"] for r in group)
 
 
 def time_to(run: dict, threshold: float) -> str:
@@ -105,41 +105,21 @@ def per_run(group: List[dict], cell: Callable[[dict], str]) -> str:
 
 
 def accuracy_cell(group: List[dict]) -> str:
-    values = [r["test_accuracy"] for r in group]
-    if len(values) == 1:
-        cell = f"{values[0]:.2f} %"
-    else:
-        cell = (f"**{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} %** "
-                f"({', '.join(f'{v:.2f}' for v in values)}; mean ± sample std)")
+    cell = accuracy_summary(group, bold=len(group) > 1)
     best_val = [r["best_val_accuracy"] for r in group if r["best_val_accuracy"] is not None]
     if best_val:
         cell += f" (best val {', '.join(f'{v:.2f}' for v in best_val)} %)"
     return cell
 
 
-def grouped(runs: List[dict]) -> List[List[dict]]:
-    """Runs of one setting together, GPU before CPU, reference first, as shipped first."""
-    groups: Dict[tuple, List[dict]] = {}
-    for run in runs:
-        groups.setdefault(group_key(run), []).append(run)
-
-    def order(group: List[dict]) -> tuple:
-        run = group[0]
-        return (run["device"] == "cpu", run["recipe"] != "reference",
-                bool(run["config"].get("recipe_overrides")), run["val_images"])
-
-    for group in groups.values():
-        group.sort(key=lambda r: r["seed"])
-    return sorted(groups.values(), key=order)
+def hardware(run: dict) -> str:
+    return run["device"].replace("cuda: ", "")
 
 
-def mean_accuracy(group: List[dict]) -> float:
-    return statistics.mean(r["test_accuracy"] for r in group)
-
-
-def runs_table(runs: List[dict], calibration: Optional[dict], link: str = "") -> str:
+def runs_table(runs: List[dict], calibration: Optional[dict], offset: Optional[float] = None,
+               link: str = "") -> str:
     """Every committed run; `link` is the path from the page to results/."""
-    lines = ["| recipe | runs | data | test accuracy | official-equivalent (estimated) | "
+    lines = ["| recipe | runs | data | test accuracy | official, all 10,000 (estimated) | "
              "training time | seeds | hardware | commit | "
              + " | ".join(f"first ≥ {t:g} %" for t in THRESHOLDS) + " |",
              "|---" * (9 + len(THRESHOLDS)) + "|"]
@@ -148,54 +128,52 @@ def runs_table(runs: List[dict], calibration: Optional[dict], link: str = "") ->
         folders = ", ".join(f"[{r['folder']}]({link}{r['folder']})" for r in group)
         lines.append("| " + " | ".join([
             recipe_label(first) + (f", `val_size={first['config']['val_size']}`"),
-            folders, data_label(first), accuracy_cell(group),
-            official_equivalent(mean_accuracy(group), first, calibration),
+            folders, first["data"]["description"], accuracy_cell(group),
+            official_equivalent(mean_accuracy(group), first, calibration, offset),
             ", ".join(f"{r['wall_time_s']:.0f} s" for r in group),
-            ", ".join(str(r["seed"]) for r in group),
-            first["device"].replace("cuda: ", ""), first["commit"][:7],
+            ", ".join(str(r["seed"]) for r in group), hardware(first), first["commit"][:7],
             *(per_run(group, lambda r: time_to(r, t)) for t in THRESHOLDS)]) + " |")
     return "\n".join(lines)
 
 
-def summary_table(runs: List[dict], calibration: Optional[dict]) -> str:
+def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optional[float] = None) -> str:
     """The README's short table: full-length GPU runs on all 50,000 training images."""
-    lines = ["| recipe | test accuracy, CIFAR-10 (JPEG mirror) | official-equivalent (estimated) "
-             "| training time | hardware |", "|---|---|---|---|---|"]
+    lines = ["| recipe | data | test accuracy | official, all 10,000 (estimated) | training time "
+             "| hardware |", "|---|---|---|---|---|---|"]
     for group in grouped(runs):
         first = group[0]
-        if first["device"] == "cpu" or first["val_images"] or first["train_images"] != 50_000:
+        if not is_full_length(first):
             continue
-        accuracy = accuracy_cell(group).split(" (")[0]
-        seeds = f"{len(group)} seeds" if len(group) > 1 else f"seed {first['seed']}"
-        lines.append(f"| {recipe_label(first)} | {accuracy} ({seeds}) | "
-                     f"{official_equivalent(mean_accuracy(group), first, calibration)} | "
-                     f"{statistics.mean(r['wall_time_s'] for r in group):.0f} s | "
-                     f"{first['device'].replace('cuda: ', '')} |")
+        lines.append(f"| {recipe_label(first)} | {first['data']['description']} | "
+                     f"{accuracy_summary(group, bold=True)} | "
+                     f"{official_equivalent(mean_accuracy(group), first, calibration, offset)} | "
+                     f"{statistics.mean(r['wall_time_s'] for r in group):.0f} s | {hardware(first)} |")
     return "\n".join(lines)
 
 
-def evaluations_table(evaluations: List[dict], calibration: Optional[dict]) -> str:
+def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
+                      offset: Optional[float] = None) -> str:
     """Runs that evaluated committed weights (an ensemble: each member and the whole)."""
-    lines = ["| weights | run | data | test accuracy | official-equivalent (estimated) | ECE | "
+    lines = ["| weights | run | data | test accuracy | official, all 10,000 (estimated) | ECE | "
              "test-time augmentation | hardware | commit |", "|---|---|---|---|---|---|---|---|---|"]
     for run in evaluations:
         members = run.get("ensemble_members") or [{"path": p, "test_accuracy": run["test_accuracy"]}
                                                   for p in run["evaluated_weights"]]
         weights = "ensemble of " if len(members) > 1 else ""
-        weights += ", ".join(f"`{m['path']}` ({m['test_accuracy']:.2f} % alone)" for m in members)
+        weights += ", ".join(f"`{m['path']}`" + (f" ({m['test_accuracy']:.2f} % alone)"
+                                                 if len(members) > 1 else "") for m in members)
         settings = run["recipe_settings"]
         tta = ", ".join(view for view, on in (("flip", settings["tta_flip"]),
                                               ("translate", settings.get("tta_translate"))) if on)
-        lines.append(f"| {weights} | [{run['folder']}]({run['folder']}) | {data_label(run)} | "
-                     f"**{run['test_accuracy']:.2f} %** | "
-                     f"{official_equivalent(run['test_accuracy'], run, calibration)} | "
-                     f"{run['ece']:.2f} % | {tta or 'none'} | {run['device'].replace('cuda: ', '')} | "
-                     f"{run['commit'][:7]} |")
+        lines.append(f"| {weights} | [{run['folder']}]({run['folder']}) | {run['data']['description']} | "
+                     f"{accuracy_summary([run], bold=True)} | "
+                     f"{official_equivalent(run['test_accuracy'], run, calibration, offset)} | "
+                     f"{run['ece']:.2f} % | {tta or 'none'} | {hardware(run)} | {run['commit'][:7]} |")
     return "\n".join(lines)
 
 
 def parameters_table() -> str:
-    """Every notebook parameter: its default, what it accepts and what it means."""
+    """Every notebook parameter: its default, what it accepts, what it means, where it acts."""
     lines = ["| parameter | default | accepts | meaning | has an effect in |", "|---|---|---|---|---|"]
     for name, declared in PARAMETERS.items():
         default = list(declared.default) if isinstance(declared.default, tuple) else declared.default
@@ -262,15 +240,45 @@ def render(page: str, blocks: Dict[str, str], name_of_page: str = "README.md") -
     return page
 
 
+def notebook_summary(runs: List[dict], evaluations: List[dict]) -> str:
+    """The notebook's first screen: the report's number beside what was measured."""
+    return "\n".join([f"The report: **{REFERENCE_TEST_ACCURACY:.2f} %** on all 10,000 official test "
+                      "images. Measured by this project (every number from `results/`, with its "
+                      "data, n and 95 % interval):", "", *measured_lines(runs, evaluations)])
+
+
 def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
     """Page (relative to the repository) -> its generated blocks."""
-    runs, calibration = load_runs(results_dir), load_calibration(results_dir)
-    return {"README.md": {"summary": summary_table(runs, calibration),
+    runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
+    calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
+    return {"README.md": {"summary": summary_table(runs, calibration, offset),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
-                "runs": runs_table(runs, calibration),
-                "evaluations": evaluations_table(load_runs(results_dir, evaluations=True), calibration),
-                "ablation": ablation_table(results_dir)}}
+                "runs": runs_table(runs, calibration, offset),
+                "evaluations": evaluations_table(evaluations, calibration, offset),
+                "ablation": ablation_table(results_dir)},
+            NOTEBOOK: {"results": notebook_summary(runs, evaluations)}}
+
+
+def read_page(path: str) -> str:
+    """A page's text; of the notebook, its first (title) cell's."""
+    with open(path) as file:
+        if not path.endswith(".ipynb"):
+            return file.read()
+        return "".join(json.load(file)["cells"][0]["source"])
+
+
+def write_page(path: str, text: str) -> None:
+    if not path.endswith(".ipynb"):
+        with open(path, "w") as file:
+            file.write(text)
+        return
+    with open(path) as file:
+        notebook = json.load(file)
+    notebook["cells"][0]["source"] = text.splitlines(keepends=True)
+    with open(path, "w") as file:
+        json.dump(notebook, file, indent=1, ensure_ascii=False)
+        file.write("\n")
 
 
 def main() -> None:
@@ -282,15 +290,13 @@ def main() -> None:
     stale = []
     for page, blocks in pages(args.results).items():
         path = os.path.join(args.root, page)
-        with open(path) as file:
-            current = file.read()
+        current = read_page(path)
         updated = render(current, blocks, page)
         if updated == current:
             continue
         stale.append(page)
         if not args.check:
-            with open(path, "w") as file:
-                file.write(updated)
+            write_page(path, updated)
     if args.check and stale:
         print(f"generated tables out of date in {', '.join(stale)}: run python scripts/results_tables.py")
         sys.exit(1)

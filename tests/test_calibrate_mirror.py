@@ -71,3 +71,32 @@ def test_seconds_are_read_from_the_eval_row_of_airbench_table():
                "|              3.8312  |\n")
     assert calibrate.airbench_seconds(printed) == pytest.approx(3.8312)
     assert calibrate.airbench_seconds("no table here\n") is None
+
+
+def test_each_measurement_refuses_data_that_is_not_what_it_measures(image_folder, tmp_path):
+    names = calibrate.write_airbench_data(image_folder, str(tmp_path / "work"))
+    assert names["test"] == "image folders (not a known copy of CIFAR-10)"
+    for measure in ("mirror", "offset"):
+        with pytest.raises(SystemExit, match=f"--measure {measure} needs .* nothing was trained"):
+            calibrate.check_data(names, measure)
+    calibrate.check_data(calibrate.NEEDED_DATA["offset"], "offset")
+
+
+def test_the_offset_is_the_mean_on_images_0_999_minus_the_published_accuracy(tmp_path):
+    import json
+    import sys
+
+    entry = calibrate.offset_entry(94.01, [94.6, 94.4, 94.5], [3.8, 3.8, 3.9], [5.0, 5.0, 5.1])
+    assert entry["offset"] == pytest.approx(0.49) and entry["std"] == pytest.approx(0.1)
+    # results_tables reads the file as the script writes it
+    os.makedirs(tmp_path / "calibration")
+    (tmp_path / "calibration" / "airbench-official.json").write_text(json.dumps({"airbench94": entry}))
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import results_tables
+
+    assert results_tables.load_sample_offset(str(tmp_path)) == pytest.approx(0.49)
+    run = {"data": {"test": {"name": "CIFAR-10 official test images 0–999"}}}
+    assert results_tables.official_equivalent(93.0, run, None, 0.49) == \
+        "92.51 % (estimated: 0–999 offset +0.49)"
+    assert results_tables.official_equivalent(93.0, run, None, None) == \
+        "not yet measured (needs the 0–999 offset)"

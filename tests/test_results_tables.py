@@ -30,9 +30,15 @@ def test_time_to_accuracy_is_the_first_epoch_at_or_above_the_mark():
     assert tables.time_to(run([None, None]), 93.41) == "not recorded"
 
 
-def test_seeds_of_one_setting_share_a_row_with_mean_and_sample_std():
-    group = [{"test_accuracy": a, "best_val_accuracy": None} for a in (89.0, 90.0, 91.0)]
-    assert tables.accuracy_cell(group).startswith("**90.00 ± 1.00 %**")
+def test_seeds_of_one_setting_share_a_row_with_mean_sample_std_n_and_interval():
+    group = [{"test_accuracy": a, "best_val_accuracy": None, "test_images": 10_000}
+             for a in (89.0, 90.0, 91.0)]
+    assert tables.accuracy_cell(group) == ("**90.00 ± 1.00 %** (89.00, 90.00, 91.00: mean ± sample "
+                                           "std of 3 seeds; n = 10,000 each, 95 % interval of one "
+                                           "run ±0.6)")
+    one = [{"test_accuracy": 90.5, "best_val_accuracy": 91.0, "test_images": 1_000}]
+    assert tables.accuracy_cell(one) == ("90.50 % (95 % interval 88.5–92.2 %, n = 1,000) "
+                                         "(best val 91.00 %)")
 
 
 def test_a_readme_without_the_markers_is_refused():
@@ -52,11 +58,12 @@ def test_official_equivalent_adds_the_delta_of_the_trainer_with_the_nearest_mirr
     os.makedirs(tmp_path / "calibration")
     (tmp_path / "calibration" / "airbench.json").write_text(json.dumps({"trainers": trainers}))
     calibration = tables.load_calibration(str(tmp_path))
-    mirror = {"data_source": "folder"}
+    mirror = {"data": {"test": {"name": "CIFAR-10 (JPEG mirror) test images"}}}
     assert tables.official_equivalent(89.5, mirror, calibration) == "92.50 % (estimated, airbench94 delta)"
     assert tables.official_equivalent(93.5, mirror, calibration) == "95.00 % (estimated, airbench96 delta)"
     assert tables.official_equivalent(89.5, mirror, None) == "not yet measured"
-    assert tables.official_equivalent(93.0, {"data_source": "torchvision"}, calibration) == "(official images)"
+    official = {"data": {"test": {"name": "CIFAR-10 official test images"}}}
+    assert tables.official_equivalent(93.0, official, calibration) == "(measured on all 10,000)"
     assert tables.load_calibration(str(tmp_path / "nothing-here")) is None
 
 

@@ -67,22 +67,54 @@ def test_a_step_that_fails_to_compile_falls_back_to_eager_with_a_warning(monkeyp
     assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
 
 
-@pytest.mark.parametrize("setting, device, capability, extra, expected", [
-    (False, "cuda", (9, 0), {}, EAGER),
-    ("auto", "cpu", None, {}, EAGER),
-    ("auto", "cuda", (7, 5), {}, EAGER),                # Colab's T4
-    ("auto", "cuda", (9, 0), {}, CAPTURED),             # H100 / H200
-    (True, "cpu", None, {}, COMPILED),
-    (True, "cuda", (7, 5), {}, CAPTURED),
-    ("auto", "cuda", (8, 0), {"scaler": object()}, COMPILED),
-    ("auto", "cuda", (8, 0), {"distributed": True}, COMPILED),
-    ("auto", "cuda", (8, 0), {"distillation": True}, COMPILED),
+BOTH = (CAPTURED, COMPILED)
+
+
+@pytest.mark.parametrize("setting, device, capability, extra, verified, expected", [
+    (False, "cuda", (9, 0), {}, BOTH, EAGER),
+    ("auto", "cpu", None, {}, BOTH, EAGER),
+    ("auto", "cuda", (7, 5), {}, BOTH, EAGER),                # Colab's T4
+    ("auto", "cuda", (9, 0), {}, BOTH, CAPTURED),             # H100 / H200
+    ("auto", "cuda", (9, 0), {}, (), EAGER),                  # nothing verified on a GPU yet
+    ("auto", "cuda", (9, 0), {}, (COMPILED,), COMPILED),      # the graph failed its check
+    (True, "cpu", None, {}, (), COMPILED),
+    (True, "cuda", (7, 5), {}, (), CAPTURED),                 # asked for: tried, with fallback
+    ("auto", "cuda", (8, 0), {"scaler": object()}, BOTH, COMPILED),
+    ("auto", "cuda", (8, 0), {"distributed": True}, BOTH, COMPILED),
+    ("auto", "cuda", (8, 0), {"distillation": True}, BOTH, COMPILED),
+    ("auto", "cuda", (8, 0), {"distillation": True}, (CAPTURED,), EAGER),
 ])
-def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capability, extra, expected):
+def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capability, extra,
+                                          verified, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a test GPU")
+    monkeypatch.setattr("helpers.step.VERIFIED_ON_GPU", verified)
     kind, why = choose_step_kind(setting, torch.device(device), **extra)
     assert kind == expected and why
+    if setting == "auto" and device == "cuda" and expected == EAGER and capability >= (8, 0):
+        assert "verified on a GPU" in why
+
+
+def test_auto_takes_only_kinds_that_passed_the_gpu_check():
+    """VERIFIED_ON_GPU lists exactly the step kinds whose tests passed in the committed output of
+    tests/test_step_gpu.py (results/gpu-step-check/junit.xml), and none that failed there."""
+    import os
+    import xml.etree.ElementTree as ElementTree
+
+    from conftest import ROOT
+    from helpers.step import VERIFIED_ON_GPU
+
+    report = os.path.join(ROOT, "results", "gpu-step-check", "junit.xml")
+    if not os.path.isfile(report):
+        assert VERIFIED_ON_GPU == (), "no GPU check has run, so auto may choose no compiled step"
+        return
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        if case.get("name", "").startswith("test_step_matches_eager["):
+            kind = case.get("name").split("[", 1)[1].split("-")[0].replace("graph", CAPTURED)
+            passed = not any(child.tag in ("failure", "error", "skipped") for child in case)
+            outcomes[kind] = outcomes.get(kind, True) and passed
+    assert set(VERIFIED_ON_GPU) == {kind for kind, passed in outcomes.items() if passed}
 
 
 def test_trainer_says_which_step_runs_and_records_it(tmp_path, capsys):
