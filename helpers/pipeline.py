@@ -146,7 +146,8 @@ def trained_by(weights: str) -> str:
     data = metrics.get("data", {})
     trained_on = data.get("train", {}).get("name", metrics["data_source"])
     tested = data.get("test", {}).get("name", "its test images")
-    return (f"the {metrics['recipe']} recipe, {metrics['epochs_completed']} epochs, batch "
+    epochs = metrics["epochs_completed"]
+    return (f"the {metrics['recipe']} recipe, {epochs} epoch{'s' * (epochs != 1)}, batch "
             f"{metrics['batch_size']}, seed {metrics['seed']}, on {trained_on}; "
             f"{metrics['device'].replace('cuda: ', '')}, commit {str(metrics['commit'])[:7]}; it "
             f"recorded {format_accuracy(metrics['test_accuracy'], metrics['test_images'])} on {tested}")

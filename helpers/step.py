@@ -35,6 +35,24 @@ EAGER, COMPILED, CAPTURED = "eager", "compiled", "compiled + CUDA graph"
 VERIFIED_ON_GPU: Tuple[str, ...] = ()
 
 
+def kinds_passed(junit_report: str) -> Tuple[str, ...]:
+    """The step kinds whose every test_step_matches_eager case passed in a junit report of
+    tests/test_step_gpu.py (none if there is no report)."""
+    import os
+    import xml.etree.ElementTree as ElementTree
+
+    if not os.path.isfile(junit_report):
+        return ()
+    outcomes = {}
+    for case in ElementTree.parse(junit_report).iter("testcase"):
+        name = case.get("name", "")
+        if name.startswith("test_step_matches_eager["):
+            kind = CAPTURED if name.split("[", 1)[1].startswith("graph") else COMPILED
+            passed = not any(child.tag in ("failure", "error", "skipped") for child in case)
+            outcomes[kind] = outcomes.get(kind, True) and passed
+    return tuple(kind for kind in (CAPTURED, COMPILED) if outcomes.get(kind))
+
+
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       base_loss: Callable, weight: float, temperature: float) -> torch.Tensor:
     """(1 - w) * base_loss + w * T^2 * KL(teacher || student) on T-softened distributions

@@ -1,62 +1,89 @@
 #!/usr/bin/env bash
-# Every GPU measurement the open issues need, in priority order, for one lent GPU session.
+# The GPU work of issue #18, in stages, for a lent GPU (one H200, 15 minutes in all).
 #
-#   bash scripts/gpu_session.sh [stage ...]        (default: all stages, in this order)
+#   bash scripts/gpu_session.sh prepare            here, before the session: .gpu1 .gpu2 .gpu3
+#   bash scripts/gpu_session.sh STAGE [STAGE ...]  on the GPU machine, from the repository root
 #
-# Stages: calibrate (airbench on the mirror, ~3 min), throughput (three training pipelines side
-# by side, ~3 min), profile (the compiled step's GPU busy share, ~1 min), reference and improved
-# (75-epoch runs with the fast step and test accuracy after every epoch, ~2-4 min each),
-# ablation (the full-length ablation, ~10 min with the fast step).
+# The official images travel in three parts, one with each of three back-to-back calls of the
+# device tool (../shared/device/README.md), each call naming its folder in `carry`:
 #
-# On the device machine: run from the repository root with `.gpu/` carried (see
-# ../shared/device/README.md: the data archive, unpack.py and wheels-py312/). Results are
-# staged under $STAGE/results/ with the layout of this repository's results/ and packed into
-# $OUT/results.tar.gz after every stage, so a session cut short keeps what it finished; the
-# whole log is $OUT/session.log. Unpack with `tar -xzf results.tar.gz` in the repository root.
+#   call 1, carry .gpu1:  COMMIT=<sha> bash scripts/gpu_session.sh data1 stepcheck
+#   call 2, carry .gpu2:  COMMIT=<sha> bash scripts/gpu_session.sh data2 throughput profile
+#   call 3, carry .gpu3:  COMMIT=<sha> bash scripts/gpu_session.sh data3 reference offset improved
 #
-# TINY=1 runs every stage on a few synthetic images on any machine, to test this script.
+# Later sessions: seeds (seeds 1 and 2 of both recipes), concurrency (K runs at once against
+# one), ablation (the full-length ablation on a validation split). A stage whose data is
+# missing because the machine was replaced between calls falls back to the JPEG mirror (.gpu3
+# carries it) and says so in the log.
+#
+# Every stage writes into $STAGE/results/ with the layout of this repository's results/, and
+# after every stage $OUT/results.tar.gz holds all of it (unpack with `tar -xzf results.tar.gz`
+# in the repository root), so a call cut short keeps what it finished; the log is
+# $OUT/session.log. COMMIT names the commit that runs (the machine gets no .git).
+#
+# TINY=1 runs every stage with a few images and one epoch, on any machine, to test this script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-session-out}
 STAGE=${STAGE:-/tmp/gpu-session}
-DATA=${DATA:-/tmp/cifar10-jpeg}
 TINY=${TINY:-0}
+OFFICIAL=.gpu-data/official     # relative: the executed notebooks must not show local paths
+MIRROR=.gpu-data/cifar10-jpeg
 mkdir -p "$OUT" "$STAGE/results"
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg CIFAR10_RESNET_COMMIT=${COMMIT:-unknown}
 exec > >(tee -a "$OUT/session.log") 2>&1
 
+say() { echo "=== $(date -u +%H:%M:%S) $*"; }
 pack() {  # results so far -> $OUT/results.tar.gz (written whole, then renamed)
     tar -czf "$OUT/results.tar.gz.tmp" -C "$STAGE" results && mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"
 }
 
-say() { echo "=== $(date -u +%H:%M:%S) $*"; }
-
-setup() {
-    if [ -d .gpu/wheels-py312 ]; then
-        python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/wheels-py312/*.whl
-        export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-        python3 -m ipykernel install --user --name python3 >/dev/null
-    fi
-    if [ "$TINY" = 1 ]; then
-        SOURCE=synthetic EPOCHS=1
-        DATA_ARGS=(-p data_source synthetic -p train_subset 200 -p test_subset 100)
-    else
-        SOURCE=folder EPOCHS=75
-        [ -d "$DATA/train" ] || python3 .gpu/unpack.py "$DATA"
-        DATA_ARGS=(-p data_source folder -p data_dir "$DATA")
-    fi
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$STAGE/results/gpu-info.txt" 2>&1 || true
-    python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" >> "$STAGE/results/gpu-info.txt"
-    git rev-parse HEAD >> "$STAGE/results/gpu-info.txt" 2>/dev/null || true
+prepare() {  # here, not on the GPU machine: the parts each call carries
+    local official=../shared/data/cifar10-official
+    grep -qx '/.gpu\*/' .git/info/exclude 2>/dev/null || echo '/.gpu*/' >> .git/info/exclude
+    rm -rf .gpu1 .gpu2 .gpu3 && mkdir -p .gpu1 .gpu2 .gpu3
+    cp $official/unpack.py $official/labels.npz $official/test-0-999.webp \
+        $official/data_batch_1.webp $official/data_batch_2.webp .gpu1/
+    cp $official/data_batch_3.webp $official/data_batch_4.webp .gpu2/
+    cp $official/data_batch_5.webp .gpu3/
+    cp -r ../shared/device/wheels-py312 .gpu3/
+    cp ../shared/data/cifar10-jpeg-packed.npz ../shared/data/unpack.py .gpu3/ 2>/dev/null || true
+    du -sh .gpu1 .gpu2 .gpu3
+    echo "tracked files: $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) bytes (each call carries these too, 64 MiB at most)"
 }
 
-calibrate() {
-    local runs=(--runs94 5 --runs96 2)
-    [ "$TINY" = 1 ] && runs=(--runs94 1 --runs96 1)
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/wheels-py312/airbench-*.whl 2>/dev/null
-    python3 scripts/calibrate_mirror.py --data_dir "$DATA" "${runs[@]}" \
-        --out "$STAGE/results/calibration" 2>&1 | tee "$STAGE/results/calibration-log.txt"
-    mkdir -p "$STAGE/results/calibration" && mv "$STAGE/results/calibration-log.txt" "$STAGE/results/calibration/log.txt"
+data1() { python3 .gpu1/unpack.py "$OFFICIAL" --batches 1 2; }
+data2() { python3 .gpu1/unpack.py "$OFFICIAL" --batches 3 4 --no-test --source .gpu2; }
+data3() {
+    python3 .gpu1/unpack.py "$OFFICIAL" --batches 5 --no-test --source .gpu3
+    [ "$TINY" = 1 ] && return  # papermill is installed here already
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu3/wheels-py312/*.whl
+    python3 -m ipykernel install --user --name python3 >/dev/null
+}
+
+[ "$TINY" = 1 ] || export PYTHONPATH=/tmp/site:${PYTHONPATH:-}  # papermill, from the wheels
+
+training_data() {  # the official folders if all 50,000 training images arrived, else the mirror
+    local count
+    count=$(find "$OFFICIAL/train" -name '*.png' 2>/dev/null | wc -l)
+    if [ "$count" -eq 50000 ]; then DATA=$OFFICIAL; return; fi
+    say "only $count official training images here (machine replaced?): falling back to the JPEG mirror"
+    [ -d "$MIRROR/train" ] || python3 .gpu3/unpack.py "$MIRROR"
+    DATA=$MIRROR
+}
+
+stepcheck() {  # stage 1: the compiled and captured steps against the eager one
+    local folder="$STAGE/results/gpu-step-check"
+    mkdir -p "$folder"
+    python3 -m pytest -q -rA -p no:cacheprovider tests/test_step_gpu.py \
+        --junitxml="$folder/junit.xml" 2>&1 | tee "$folder/log.txt"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$folder/gpu-info.txt" 2>&1
+    python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" >> "$folder/gpu-info.txt"
+}
+
+compile_setting() {  # what compile="auto" takes once VERIFIED_ON_GPU lists what passed here
+    python3 -c "import sys; from helpers.step import CAPTURED, kinds_passed
+sys.exit(CAPTURED not in kinds_passed('$STAGE/results/gpu-step-check/junit.xml'))" && echo True || echo auto
 }
 
 throughput() {
@@ -68,39 +95,63 @@ throughput() {
 }
 
 profile() {
-    local extra=()
+    local extra=(--compile "$(compile_setting)")
     [ "$TINY" = 1 ] && extra=(--steps 2 --batch-size 16 --compile False)
     mkdir -p "$STAGE/results/benchmarks"
     python3 benchmarks/profile_step.py --recipe reference --json "${extra[@]}" \
-        2>&1 | tee "$STAGE/results/benchmarks/profile-reference-compiled.txt"
+        2>&1 | tee "$STAGE/results/benchmarks/profile-reference-$(compile_setting).txt"
 }
 
-notebook_run() {  # folder, then papermill parameters
+notebook_run() {  # folder, then papermill parameters: the notebook itself, 75 epochs, val_size 0
     local folder=$1; shift
-    local target="$STAGE/results/$folder"
-    mkdir -p "$target" && rm -rf "/tmp/runs/$folder"
+    local target="$STAGE/results/$folder" epochs=75 tiny=()
+    [ "$TINY" = 1 ] && epochs=1 tiny=(-p train_subset 500 -p batch_size 64)
+    training_data
+    mkdir -p "$target" && rm -rf "outputs/$folder"
     python3 -m papermill final-code.ipynb "$target/final-code.executed.ipynb" --log-output \
-        "${DATA_ARGS[@]}" -p epochs "$EPOCHS" -p val_size 0 -p test_each_epoch True \
-        -p output_dir "/tmp/runs/$folder" "$@" 2>&1 | tee "$target/papermill.log"
-    cp "/tmp/runs/$folder/metrics.json" "/tmp/runs/$folder/model.pt" "$target/" 2>/dev/null
+        -p data_source folder -p data_dir "$DATA" -p epochs "$epochs" -p val_size 0 \
+        -p test_each_epoch True -p compile "$(compile_setting)" -p output_dir "outputs/$folder" \
+        "${tiny[@]}" "$@" 2>&1 | tee "$target/papermill.log"
+    cp "outputs/$folder/metrics.json" "outputs/$folder/model.pt" "$target/" 2>/dev/null
 }
 
-reference() { notebook_run reference-compiled-seed0 -p seed 0; }
+reference() { notebook_run reference-official-seed0 -p seed 0; }
+improved() { notebook_run improved-official-seed0 -p seed 0 -p recipe improved; }
+seeds() {
+    for seed in 1 2; do
+        notebook_run "reference-official-seed$seed" -p seed $seed
+        notebook_run "improved-official-seed$seed" -p seed $seed -p recipe improved
+    done
+}
 
-improved() { notebook_run improved-compiled-seed0 -p seed 0 -p recipe improved; }
+offset() {  # stage 3: airbench94 on the official training images, tested on images 0-999
+    local runs=3
+    [ "$TINY" = 1 ] && runs=1
+    training_data
+    python3 scripts/calibrate_mirror.py --measure offset --data_dir "$DATA" --only airbench94 \
+        --runs94 $runs --out "$STAGE/results/calibration" 2>&1 | tee "$STAGE/results/calibration-offset-log.txt"
+}
+
+concurrency() {
+    local epochs=5
+    [ "$TINY" = 1 ] && epochs=1
+    training_data
+    python3 scripts/concurrent_runs.py --runs 4 --out "$STAGE/results/concurrency" -- \
+        --epochs $epochs --val_size 0 --data_source folder --data_dir "$DATA" \
+        --compile "$(compile_setting)"
+}
 
 ablation() {
-    local extra=() epochs=$EPOCHS
-    [ "$TINY" = 1 ] && extra=(-- --train_subset 200 --val_size 50 --test_subset 50) && epochs=1
-    python3 scripts/ablation.py --data_source "$SOURCE" --data_dir "$DATA" --epochs "$epochs" \
-        --variants full --out "$STAGE/results/ablation-75epochs" --work /tmp/ablation \
+    local epochs=75 extra=()
+    [ "$TINY" = 1 ] && epochs=1 extra=(-- --train_subset 200 --val_size 50)
+    training_data
+    python3 scripts/ablation.py --data_source folder --data_dir "$DATA" --epochs "$epochs" \
+        --variants full --out "$STAGE/results/ablation-official-75epochs" --work /tmp/ablation \
         --deadline_s "${ABLATION_DEADLINE_S:-540}" "${extra[@]}"
 }
 
-setup
-stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(calibrate throughput profile reference improved ablation)
-for stage in "${stages[@]}"; do
+if [ "${1:-}" = prepare ]; then prepare; exit; fi
+for stage in "$@"; do
     say "stage $stage"
     started=$SECONDS
     "$stage" || say "stage $stage failed with status $?"

@@ -24,18 +24,30 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 from helpers import pipeline as stages, plots  # noqa: E402
-from helpers.config import PARAMETER_NAMES, make_config  # noqa: E402
+from helpers.config import PARAMETERS, make_config  # noqa: E402
+from helpers.recipes import EVALUATION_SETTINGS  # noqa: E402
 
 
-def run_config(metrics: dict, run_folder: str, data_dir: str, figures_dir: str, output_dir: str):
-    """The run's own settings, evaluating its model.pt from the image folders into figures_dir."""
+def training_config(metrics: dict, data_dir: str, figures_dir: str, output_dir: str):
+    """The run's own training settings, reading the image folders: for its augmented samples."""
     settings = {name: value for name, value in metrics["config"].items()
-                if name in PARAMETER_NAMES and name not in ("figures_dir", "output_dir")}
+                if name in PARAMETERS and name not in ("figures_dir", "output_dir")}
     settings.update(data_source="folder", data_dir=data_dir, resume=False, kaggle_test_pkl=None,
-                    model_weights=os.path.join(run_folder, "model.pt"), progress="none",
-                    teacher_weights=None, test_subset=None, device="cpu",
-                    figures_dir=figures_dir, output_dir=output_dir)
+                    progress="none", teacher_weights=None, test_subset=None, device="cpu",
+                    test_each_epoch=False, figures_dir=figures_dir, output_dir=output_dir)
     return make_config(**settings)
+
+
+def evaluation_config(metrics: dict, run_folder: str, data_dir: str, figures_dir: str,
+                      output_dir: str):
+    """An evaluation of the run's model.pt as the run evaluated it (its recipe's test-time
+    augmentation), on the image folders' test images."""
+    overrides = {name: value for name, value in (metrics["config"].get("recipe_overrides") or {}).items()
+                 if name in EVALUATION_SETTINGS}
+    return make_config(data_source="folder", data_dir=data_dir, recipe=metrics["recipe"],
+                       recipe_overrides=overrides or None, architecture=metrics["architecture"],
+                       model_weights=os.path.join(run_folder, "model.pt"), device="cpu",
+                       progress="none", figures_dir=figures_dir, output_dir=output_dir)
 
 
 def main() -> None:
@@ -47,12 +59,14 @@ def main() -> None:
     with open(os.path.join(args.run, "metrics.json")) as file:
         metrics = json.load(file)
     with tempfile.TemporaryDirectory() as scratch:  # the evaluation's metrics.json: not kept
-        run = stages.start(run_config(metrics, args.run, args.data_dir, args.figures_dir, scratch))
-        data = stages.load(run)
-        stages.data_figures(run, data)
+        training = stages.start(training_config(metrics, args.data_dir, args.figures_dir, scratch))
+        stages.data_figures(training, stages.load(training))
         for name, figure in {"training_curves": plots.training_curves(metrics["history"]),
                              "lr_schedule": plots.lr_schedule(metrics["history"])}.items():
             plots.save_figure(figure, args.figures_dir, name)
+        run = stages.start(evaluation_config(metrics, args.run, args.data_dir, args.figures_dir,
+                                             scratch))
+        data = stages.load(run)
         result = stages.train(run, data, stages.build_model(run))
         test = stages.evaluate_test(run, data, result)
         stages.evaluation_figures(run, data, test)

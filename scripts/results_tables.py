@@ -31,7 +31,7 @@ sys.path.insert(0, ROOT)
 from helpers.config import PARAMETERS  # noqa: E402
 from helpers.report import REFERENCE_TEST_ACCURACY  # noqa: E402
 from helpers.results import (accuracy_summary, grouped, is_full_length, load_runs,  # noqa: E402
-                             measured_lines, recipe_label)
+                             measured_lines, recipe_label, recorded_run)
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -39,13 +39,18 @@ OFFICIAL_SAMPLE = "official test images 0–999"
 NOTEBOOK = "final-code.ipynb"
 
 
+def read_calibration(results_dir: str, name: str) -> dict:
+    """A calibration file of scripts/calibrate_mirror.py, or {} where it has not been measured."""
+    path = os.path.join(results_dir, "calibration", name)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as file:
+        return json.load(file)
+
+
 def load_calibration(results_dir: str) -> Optional[dict]:
     """trainer -> (mirror mean, delta) from calibration/airbench.json, if it has been measured."""
-    path = os.path.join(results_dir, "calibration", "airbench.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        trainers = json.load(file)["trainers"]
+    trainers = read_calibration(results_dir, "airbench.json").get("trainers", {})
     measured = {name: (t["mirror_mean"], t["delta"]) for name, t in trainers.items()
                 if t.get("mirror_mean") is not None}
     return measured or None
@@ -54,11 +59,7 @@ def load_calibration(results_dir: str) -> Optional[dict]:
 def load_sample_offset(results_dir: str) -> Optional[float]:
     """How much easier official test images 0–999 are than all 10,000: airbench94's mean on
     them minus its published accuracy on all 10,000, if measured."""
-    path = os.path.join(results_dir, "calibration", "airbench-official.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        airbench94 = json.load(file)["airbench94"]
+    airbench94 = read_calibration(results_dir, "airbench-official.json").get("airbench94", {})
     accuracies = airbench94.get("official_0_999_accuracies") or []
     return statistics.mean(accuracies) - airbench94["published_all_10000"] if accuracies else None
 
@@ -152,7 +153,7 @@ def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optiona
 
 
 def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
-                      offset: Optional[float] = None) -> str:
+                      offset: Optional[float] = None, link: str = "") -> str:
     """Runs that evaluated committed weights (an ensemble: each member and the whole)."""
     lines = ["| weights | run | data | test accuracy | official, all 10,000 (estimated) | ECE | "
              "test-time augmentation | hardware | commit |", "|---|---|---|---|---|---|---|---|---|"]
@@ -165,10 +166,35 @@ def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
         settings = run["recipe_settings"]
         tta = ", ".join(view for view, on in (("flip", settings["tta_flip"]),
                                               ("translate", settings.get("tta_translate"))) if on)
-        lines.append(f"| {weights} | [{run['folder']}]({run['folder']}) | {run['data']['description']} | "
+        lines.append(f"| {weights} | [{run['folder']}]({link}{run['folder']}) | {run['data']['description']} | "
                      f"{accuracy_summary([run], bold=True)} | "
                      f"{official_equivalent(run['test_accuracy'], run, calibration, offset)} | "
                      f"{run['ece']:.2f} % | {tta or 'none'} | {hardware(run)} | {run['commit'][:7]} |")
+    return "\n".join(lines)
+
+
+def mirror_cost_table(evaluations: List[dict]) -> str:
+    """One weights file on both copies of official test images 0–999: the mirror's JPEGs and
+    the official pixels, with the same test-time augmentation."""
+    copies = {"CIFAR-10 (JPEG mirror) test images 0–999": "mirror", f"CIFAR-10 {OFFICIAL_SAMPLE}": "official"}
+    pairs: Dict[tuple, Dict[str, dict]] = {}
+    for run in evaluations:
+        copy = copies.get(run["data"]["test"]["name"])
+        if copy and len(run["evaluated_weights"]) == 1:
+            key = (run["evaluated_weights"][0], run["recipe_settings"]["tta_flip"])
+            pairs.setdefault(key, {})[copy] = run
+    lines = ["| weights | trained on | test-time augmentation | the mirror's copies of images "
+             "0–999 | the official pixels of images 0–999 | official − mirror |",
+             "|---|---|---|---|---|---|"]
+    for (weights, flip), runs in sorted(pairs.items()):
+        if set(runs) != {"mirror", "official"}:
+            continue
+        mirror, official = runs["mirror"], runs["official"]
+        trained = recorded_run(os.path.join(ROOT, weights))
+        lines.append(f"| `{weights}` | {trained['data']['train']['name'] if trained else 'unknown'} | "
+                     f"{'flip' if flip else 'none'} | {accuracy_summary([mirror])} | "
+                     f"{accuracy_summary([official])} | "
+                     f"{official['test_accuracy'] - mirror['test_accuracy']:+.2f} points |")
     return "\n".join(lines)
 
 
@@ -252,6 +278,9 @@ def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
     runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
+                          "evaluations": evaluations_table(evaluations, calibration, offset,
+                                                           link="results/"),
+                          "mirror-cost": mirror_cost_table(evaluations),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs, calibration, offset),

@@ -278,7 +278,7 @@ def test_a_lossy_copy_is_known_by_its_files_not_its_decoded_pixels(tmp_path, mon
 def test_the_official_sets_and_the_mirror_have_one_fingerprint_each_with_its_source():
     from helpers.provenance import KNOWN_SETS
 
-    assert len({known.fingerprint for known in KNOWN_SETS}) == len(KNOWN_SETS) == 4
+    assert len({known.fingerprint for known in KNOWN_SETS}) == len(KNOWN_SETS) == 5
     assert all(len(known.fingerprint) == 64 and known.source for known in KNOWN_SETS)
     assert {known.kind for known in KNOWN_SETS if "mirror" in known.family} == {"files"}
 

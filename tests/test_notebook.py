@@ -152,3 +152,50 @@ def test_bad_parameters_stop_the_notebook_with_a_message(tmp_path, parameters, e
     # The reason comes first, in two lines, not at the end of a traceback through the helpers.
     assert expected in error.value.traceback[0] and len(error.value.traceback) <= 2
     assert not os.path.exists(tmp_path / "outputs" / "metrics.json")
+
+
+def test_started_outside_the_repository_it_stops_in_one_line_naming_the_fix(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   cwd=str(tmp_path), progress_bar=False)
+    assert len(error.value.traceback) == 1
+    assert "SetupError: helpers/ is not in the working folder or above it" in error.value.traceback[0]
+    assert "--cwd REPO" in error.value.traceback[0] and "CIFAR10_RESNET_HOME" in error.value.traceback[0]
+
+
+def test_started_outside_the_repository_it_finds_it_through_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_RESNET_HOME", ROOT)
+    with pytest.raises(papermill.PapermillExecutionError) as error:  # stops at the config cell
+        papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   parameters={"epochs": 0}, cwd=str(tmp_path), progress_bar=False)
+    assert "epochs=0 must be in [1, 10000]" in error.value.traceback[0]
+
+
+def test_an_evaluation_shows_the_weights_own_run_and_loads_no_training_images(smoke_run, tmp_path):
+    folder, _, _ = smoke_run
+    executed = tmp_path / "evaluation.ipynb"
+    execute(executed, data_source="synthetic", test_subset=100, output_dir=str(tmp_path / "out"),
+            model_weights=str(folder / "outputs" / "model.pt"))
+    text = stream_text(executed)
+    assert "not trained here: the reference recipe, 1 epoch, batch 256, seed 0, on SYNTHETIC" in text
+    assert "Training history, recorded by the run that trained" in text
+    assert "an evaluation loads no training images" in text and "train:" not in text.split("class")[0]
+    assert sorted(os.listdir(tmp_path / "out" / "figures")) == sorted(
+        f"{name}.png" for name in FIGURES if name != "augmented_samples")
+
+
+def test_the_committed_notebook_shows_a_real_run_without_errors_or_local_paths():
+    with open(NOTEBOOK) as file:
+        text = file.read()
+    notebook = json.loads(text)
+    outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert outputs and not any(o["output_type"] == "error" for o in outputs)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+    shown = stream_text(NOTEBOOK) + json.dumps([o.get("data", {}).get("text/markdown", "")
+                                                for o in outputs])
+    assert "resnet: 4,697,162 trainable parameters" in shown
+    assert "Training history, recorded by" in shown or "epoch  75/75" in shown
+    assert "(95 % interval" in shown and "n = 1,000" in shown
+    for local in ("/tmp/", "/work/", "/root/", "/home/", "/Users/"):
+        assert local not in text, local
+    assert len(text) < 3_000_000  # GitHub renders notebooks up to a few MB

@@ -99,22 +99,26 @@ def test_auto_takes_only_kinds_that_passed_the_gpu_check():
     """VERIFIED_ON_GPU lists exactly the step kinds whose tests passed in the committed output of
     tests/test_step_gpu.py (results/gpu-step-check/junit.xml), and none that failed there."""
     import os
-    import xml.etree.ElementTree as ElementTree
 
     from conftest import ROOT
-    from helpers.step import VERIFIED_ON_GPU
+    from helpers.step import VERIFIED_ON_GPU, kinds_passed
 
-    report = os.path.join(ROOT, "results", "gpu-step-check", "junit.xml")
-    if not os.path.isfile(report):
-        assert VERIFIED_ON_GPU == (), "no GPU check has run, so auto may choose no compiled step"
-        return
-    outcomes = {}
-    for case in ElementTree.parse(report).iter("testcase"):
-        if case.get("name", "").startswith("test_step_matches_eager["):
-            kind = case.get("name").split("[", 1)[1].split("-")[0].replace("graph", CAPTURED)
-            passed = not any(child.tag in ("failure", "error", "skipped") for child in case)
-            outcomes[kind] = outcomes.get(kind, True) and passed
-    assert set(VERIFIED_ON_GPU) == {kind for kind, passed in outcomes.items() if passed}
+    assert set(VERIFIED_ON_GPU) == set(kinds_passed(os.path.join(ROOT, "results", "gpu-step-check",
+                                                                 "junit.xml")))
+
+
+def test_a_kind_passes_only_if_every_case_of_it_passed(tmp_path):
+    from helpers.step import kinds_passed
+
+    report = tmp_path / "junit.xml"
+    report.write_text("""<testsuites><testsuite>
+      <testcase name="test_step_matches_eager[compiled-fp32]"/>
+      <testcase name="test_step_matches_eager[compiled-bf16]"><system-out>ok</system-out></testcase>
+      <testcase name="test_step_matches_eager[graph-fp32]"/>
+      <testcase name="test_step_matches_eager[graph-bf16]"><failure message="apart"/></testcase>
+      </testsuite></testsuites>""")
+    assert kinds_passed(str(report)) == (COMPILED,)
+    assert kinds_passed(str(tmp_path / "none.xml")) == ()
 
 
 def test_trainer_says_which_step_runs_and_records_it(tmp_path, capsys):
