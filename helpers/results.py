@@ -101,11 +101,17 @@ def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
     lines = [f"- {recipe_label(group[0])}; trained and tested on {group[0]['data']['description']}: "
              f"{accuracy_summary(group, bold=True)}"
              for group in grouped(runs) if is_full_length(group[0])]
+    by_weights: Dict[tuple, List[dict]] = {}
     for run in evaluations:
-        paths = [f"`{path}`" for path in run["evaluated_weights"]]
-        weights = f"ensemble of {' and '.join(paths)}" if len(paths) > 1 else paths[0]
-        lines.append(f"- {weights}; evaluated on {run['data']['description']}: "
-                     f"{accuracy_summary([run], bold=True)}")
+        by_weights.setdefault(tuple(run["evaluated_weights"]), []).append(run)
+    for paths, runs in by_weights.items():
+        named = [f"`{path}`" for path in paths]
+        weights = f"ensemble of {' and '.join(named)}" if len(named) > 1 else named[0]
+        # The official images first: they are what the report measured on.
+        runs = sorted(runs, key=lambda r: "official" not in r["data"]["test"]["name"])
+        lines.append(f"- {weights}, evaluated on " + "; on ".join(
+            f"{r['data']['test']['name']}: {accuracy_summary([r], bold=i == 0)}"
+            for i, r in enumerate(runs)))
     if not any("official" in run["data"].get("train", {}).get("name", "") for run in runs):
         lines.append("- Not yet measured: a network trained on the official images, the report's "
                      "data (it needs a GPU).")
