@@ -127,7 +127,8 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
             f"({type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
             "run again, or read image folders with data_source='folder' "
-            "(data_dir/train/<class>/ and data_dir/test/<class>/ holding .png or .jpg files).") from None
+            "(data_dir/train/<class>/ and data_dir/test/<class>/ holding .png or .jpg files; "
+            "the README's 'Without internet').") from None
     return ImageSet(np.asarray(images.data, dtype=np.uint8), np.asarray(images.targets, dtype=np.int64))
 
 

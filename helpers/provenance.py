@@ -129,5 +129,7 @@ def describe(train: Optional[SplitOrigin], test: SplitOrigin, test_images: int) 
         return f"{train.name}; {tested}"
     if not (train.part and test.part):  # synthetic, or unknown folders
         return f"{train.family}: training and test images (n = {test_images:,})"
+    if not test.part.startswith("official"):  # "test images" alone would not say of which copy
+        return f"{train.name}; {tested}"
     subset = f", a class-balanced subset of {test.subset:,}" if test.subset else ""
     return f"{train.name}; {test.part}{subset} (n = {test_images:,})"

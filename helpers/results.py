@@ -98,8 +98,8 @@ def accuracy_summary(group: List[dict], bold: bool = False) -> str:
 def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
     """Markdown bullets of what was measured: the full-length training runs by setting, then the
     evaluations of committed weights, each with its data, n and interval."""
-    lines = [f"- {recipe_label(group[0])}; trained and tested on {group[0]['data']['description']}: "
-             f"{accuracy_summary(group, bold=True)}"
+    lines = [f"- {recipe_label(group[0])}, trained on {group[0]['data']['train']['name']}, tested "
+             f"on {group[0]['data']['test']['name']}: {accuracy_summary(group, bold=True)}"
              for group in grouped(runs) if is_full_length(group[0])]
     by_weights: Dict[tuple, List[dict]] = {}
     for run in evaluations:

@@ -317,7 +317,8 @@ def read_value(name: str, value: Any, kind: Kind) -> Any:
     except NotOfKind as wanted:
         verb = "is not" if str(wanted).startswith("one of") else "must be"
         hint = ("; papermill reads a -p value that looks like a number or True/False as one, "
-                f"and its spelling is lost: pass it as text with -r, e.g. -r {name} {value}"
+                f"and its spelling is lost ({value!r} may have been typed otherwise): pass it as "
+                f"text with -r, as typed: -r {name} VALUE"
                 if wanted.typed_as_text else "")
         raise ConfigError(f"{name}={shown!r} {verb} {wanted}{hint}") from None
     problem = kind.problem(result)

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.config import PARAMETERS  # noqa: E402
+from helpers.config import PARAMETERS, make_config  # noqa: E402
 from helpers.report import REFERENCE_TEST_ACCURACY  # noqa: E402
 from helpers.results import (accuracy_summary, grouped, is_full_length, load_runs,  # noqa: E402
                              measured_lines, recipe_label, recorded_run)
@@ -161,7 +161,7 @@ def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
         members = run.get("ensemble_members") or [{"path": p, "test_accuracy": run["test_accuracy"]}
                                                   for p in run["evaluated_weights"]]
         weights = "ensemble of " if len(members) > 1 else ""
-        weights += ", ".join(f"`{m['path']}`" + (f" ({m['test_accuracy']:.2f} % alone)"
+        weights += ", ".join(f"`{m['path']}`" + (f" ({m['test_accuracy']:.2f} % alone, same TTA)"
                                                  if len(members) > 1 else "") for m in members)
         settings = run["recipe_settings"]
         tta = ", ".join(view for view, on in (("flip", settings["tta_flip"]),
@@ -273,7 +273,35 @@ def notebook_summary(runs: List[dict], evaluations: List[dict]) -> str:
                       "data, n and 95 % interval):", "", *measured_lines(runs, evaluations)])
 
 
-def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
+def rendering_summary(parameters: dict, runs: List[dict]) -> str:
+    """What the committed notebook's outputs are: the committed run whose settings are the
+    papermill parameters it was rendered with."""
+    if not parameters:
+        return "The outputs below are not from a committed run (no papermill parameters recorded)."
+    wanted = make_config(**parameters).to_dict()
+    run = next((r for r in runs if all(r["config"].get(name) == value for name, value in wanted.items()
+                                       if name not in ("output_dir", "figures_dir", "progress"))), None)
+    if run is None:
+        return f"The outputs below come from papermill parameters {parameters}, which no committed run has."
+    result = f"{accuracy_summary([run], bold=True)}, its files in `results/{run['folder']}`"
+    if "evaluated_weights" in run:
+        return (f"**The outputs below** evaluate `{' + '.join(run['evaluated_weights'])}` on "
+                f"{run['data']['test']['name']}, computed in this rendering on "
+                f"{'a CPU' if run['device'] == 'cpu' else hardware(run)}: "
+                f"{result}. The training history and curves shown were recorded by the weights' "
+                "own run and are labelled so.")
+    return (f"**The outputs below** are a training run: {recipe_label(run)}, trained on "
+            f"{run['data']['train']['name']}, tested on {run['data']['test']['name']}, on "
+            f"{hardware(run)}: {result}.")
+
+
+def notebook_parameters(root: str) -> dict:
+    """The papermill parameters the committed notebook was rendered with."""
+    with open(os.path.join(root, NOTEBOOK)) as file:
+        return json.load(file)["metadata"].get("papermill", {}).get("parameters", {})
+
+
+def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     """Page (relative to the repository) -> its generated blocks."""
     runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
@@ -286,7 +314,8 @@ def pages(results_dir: str) -> Dict[str, Dict[str, str]]:
                 "runs": runs_table(runs, calibration, offset),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
                 "ablation": ablation_table(results_dir)},
-            NOTEBOOK: {"results": notebook_summary(runs, evaluations)}}
+            NOTEBOOK: {"results": notebook_summary(runs, evaluations),
+                       "rendering": rendering_summary(notebook_parameters(root), runs + evaluations)}}
 
 
 def read_page(path: str) -> str:
@@ -317,7 +346,7 @@ def main() -> None:
     parser.add_argument("--root", default=ROOT, help="the folder holding README.md and results/")
     args = parser.parse_args()
     stale = []
-    for page, blocks in pages(args.results).items():
+    for page, blocks in pages(args.results, args.root).items():
         path = os.path.join(args.root, page)
         current = read_page(path)
         updated = render(current, blocks, page)
