@@ -118,7 +118,6 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
     if absent and checks every file against its published MD5 checksum."""
     from torchvision.datasets import CIFAR10
 
-    check_download(data_dir)
     try:
         images = CIFAR10(root=data_dir, train=split == "train", download=True)
     except Exception as error:  # URLError, timeouts: all mean the same fix
@@ -303,10 +302,9 @@ def _per_class_counts(labels: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def _stratified_pick(labels: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of `total` items, spread over the classes in proportion, chosen at random."""
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:count]
-              for c, count in enumerate(_per_class_counts(labels, total))]
+def _pick(labels: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of counts[c] items of each class c, chosen at random."""
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:count] for c, count in enumerate(counts)]
     return np.sort(np.concatenate(picked))
 
 
@@ -323,14 +321,12 @@ def balanced_subset_indices(labels: np.ndarray, size: int, split: str = "train")
                         f"class-balanced subset can have at most {largest_balanced_size(labels):,} "
                         f"images; or use {split}_subset=None for all {len(labels):,}, "
                         "in their own class proportions")
-    rng = np.random.default_rng(SUBSET_SEED)
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:count] for c, count in enumerate(counts)]
-    return np.sort(np.concatenate(picked))
+    return _pick(labels, counts, np.random.default_rng(SUBSET_SEED))
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """(train_indices, val_indices): val_size items stratified by class, deterministic in seed."""
-    val = _stratified_pick(labels, val_size, np.random.default_rng(seed))
+    val = _pick(labels, _per_class_counts(labels, val_size), np.random.default_rng(seed))
     train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
     return train, val
 
@@ -366,6 +362,8 @@ def load_data(config: RunConfig) -> CifarData:
     """Load the source's test split and, for training, its training split; take the
     class-balanced subsets, carve the validation split, name and check it all."""
     loaded, subsets = {}, {"train": config.train_subset, "test": config.test_subset}
+    if config.data_source == "torchvision":
+        check_download(config.data_dir)  # once: it reads every downloaded file
     for split in ("test",) if config.evaluate_only else ("train", "test"):
         images, origin = load_source_split(config, split)
         if subsets[split] is not None:

@@ -35,10 +35,20 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> Tuple[float, f
     return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
 
 
+def accuracy_interval(accuracy: float, total: int) -> Tuple[float, float]:
+    """The Wilson interval of an accuracy given in percent over `total` images."""
+    return wilson_interval(round(accuracy * total / 100), total)
+
+
+def interval_text(accuracy: float, total: int) -> str:
+    """"88.5–92.2 %, n = 1,000": an accuracy's 95 % interval and its n."""
+    low, high = accuracy_interval(accuracy, total)
+    return f"{low:.1f}–{high:.1f} %, n = {total:,}"
+
+
 def format_accuracy(accuracy: float, total: int) -> str:
-    """"90.50 % (95 % interval 88.5-92.1 %, n = 1,000)"."""
-    low, high = wilson_interval(round(accuracy * total / 100), total)
-    return f"{accuracy:.2f} % (95 % interval {low:.1f}–{high:.1f} %, n = {total:,})"
+    """"90.50 % (95 % interval 88.5–92.2 %, n = 1,000)"."""
+    return f"{accuracy:.2f} % (95 % interval {interval_text(accuracy, total)})"
 
 
 def average_probabilities(member_logits: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -36,7 +36,7 @@ from .model import REFERENCE_PARAMETER_COUNT, check_parameter_budget, count_para
 from .recipes import Recipe, resolve_recipe
 from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics, summary,
                      write_metrics)
-from .results import RESULTS_DIR, load_runs, measured_lines, recorded_run
+from .results import RESULTS_DIR, hardware, load_runs, measured_lines, recorded_run
 from .step import TrainingStep
 from .training import (Trainer, TrainingResult, format_history, make_optimizer, make_scheduler,
                        predict_logits, resolve_amp)
@@ -149,7 +149,7 @@ def trained_by(weights: str) -> str:
     epochs = metrics["epochs_completed"]
     return (f"the {metrics['recipe']} recipe, {epochs} epoch{'s' * (epochs != 1)}, batch "
             f"{metrics['batch_size']}, seed {metrics['seed']}, on {trained_on}; "
-            f"{metrics['device'].replace('cuda: ', '')}, commit {str(metrics['commit'])[:7]}; it "
+            f"{hardware(metrics)}, commit {str(metrics['commit'])[:7]}; it "
             f"recorded {format_accuracy(metrics['test_accuracy'], metrics['test_images'])} on {tested}")
 
 
@@ -327,7 +327,7 @@ def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
     if recorded is None:
         return [], "no recorded training run"
     return recorded["history"], (f"recorded by the run that trained {run.config.model_weights[0]} "
-                                 f"({recorded['device'].replace('cuda: ', '')}, commit "
+                                 f"({hardware(recorded)}, commit "
                                  f"{str(recorded['commit'])[:7]}), not computed here")
 
 

@@ -96,8 +96,11 @@ class SplitOrigin:
     @property
     def name(self) -> str:
         """"CIFAR-10 official training images", with the subset if one was taken."""
-        name = f"{self.family} {self.part}".strip()
-        return name + (f", a class-balanced subset of {self.subset:,}" if self.subset else "")
+        return f"{self.family} {self.part}".strip() + self.subset_text
+
+    @property
+    def subset_text(self) -> str:
+        return f", a class-balanced subset of {self.subset:,}" if self.subset else ""
 
     def with_subset(self, subset: Optional[int]) -> "SplitOrigin":
         return replace(self, subset=subset)
@@ -131,5 +134,4 @@ def describe(train: Optional[SplitOrigin], test: SplitOrigin, test_images: int) 
         return f"{train.family}: training and test images (n = {test_images:,})"
     if not test.part.startswith("official"):  # "test images" alone would not say of which copy
         return f"{train.name}; {tested}"
-    subset = f", a class-balanced subset of {test.subset:,}" if test.subset else ""
-    return f"{train.name}; {test.part}{subset} (n = {test_images:,})"
+    return f"{train.name}; {test.part}{test.subset_text} (n = {test_images:,})"

@@ -9,7 +9,7 @@ import os
 import statistics
 from typing import Dict, List, Optional
 
-from .evaluation import wilson_interval
+from .evaluation import accuracy_interval, interval_text
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
 # A run's settings that do not change what it computes: runs differing only in them (and the
@@ -73,10 +73,9 @@ def recipe_label(run: dict) -> str:
     return label + (f", `recipe_overrides={overrides}`" if overrides else "")
 
 
-def interval_text(accuracy: float, images: int) -> str:
-    """"88.5–92.2 %, n = 1,000": the 95 % Wilson interval of one accuracy."""
-    low, high = wilson_interval(round(accuracy * images / 100), images)
-    return f"{low:.1f}–{high:.1f} %, n = {images:,}"
+def hardware(run: dict) -> str:
+    """What a run ran on: "NVIDIA H200", or "cpu"."""
+    return run["device"].replace("cuda: ", "")
 
 
 def accuracy_summary(group: List[dict], bold: bool = False) -> str:
@@ -88,7 +87,7 @@ def accuracy_summary(group: List[dict], bold: bool = False) -> str:
         headline = f"{values[0]:.2f} %"
         return f"{'**' + headline + '**' if bold else headline} (95 % interval {interval_text(values[0], images)})"
     mean = statistics.mean(values)
-    low, high = wilson_interval(round(mean * images / 100), images)
+    low, high = accuracy_interval(mean, images)
     headline = f"{mean:.2f} ± {statistics.stdev(values):.2f} %"
     return (f"{'**' + headline + '**' if bold else headline} ({', '.join(f'{v:.2f}' for v in values)}: "
             f"mean ± sample std of {len(values)} seeds; n = {images:,} each, 95 % interval of one "
@@ -104,14 +103,14 @@ def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
     by_weights: Dict[tuple, List[dict]] = {}
     for run in evaluations:
         by_weights.setdefault(tuple(run["evaluated_weights"]), []).append(run)
-    for paths, runs in by_weights.items():
+    for paths, evaluated in by_weights.items():
         named = [f"`{path}`" for path in paths]
         weights = f"ensemble of {' and '.join(named)}" if len(named) > 1 else named[0]
         # The official images first: they are what the report measured on.
-        runs = sorted(runs, key=lambda r: "official" not in r["data"]["test"]["name"])
+        evaluated = sorted(evaluated, key=lambda r: "official" not in r["data"]["test"]["name"])
         lines.append(f"- {weights}, evaluated on " + "; on ".join(
             f"{r['data']['test']['name']}: {accuracy_summary([r], bold=i == 0)}"
-            for i, r in enumerate(runs)))
+            for i, r in enumerate(evaluated)))
     if not any("official" in run["data"].get("train", {}).get("name", "") for run in runs):
         lines.append("- Not yet measured: a network trained on the official images, the report's "
                      "data (it needs a GPU).")

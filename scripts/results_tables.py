@@ -30,8 +30,8 @@ sys.path.insert(0, ROOT)
 
 from helpers.config import PARAMETERS, make_config  # noqa: E402
 from helpers.report import REFERENCE_TEST_ACCURACY  # noqa: E402
-from helpers.results import (accuracy_summary, grouped, is_full_length, load_runs,  # noqa: E402
-                             measured_lines, recipe_label, recorded_run)
+from helpers.results import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
+                             load_runs, measured_lines, recipe_label, recorded_run)
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -111,10 +111,6 @@ def accuracy_cell(group: List[dict]) -> str:
     if best_val:
         cell += f" (best val {', '.join(f'{v:.2f}' for v in best_val)} %)"
     return cell
-
-
-def hardware(run: dict) -> str:
-    return run["device"].replace("cuda: ", "")
 
 
 def runs_table(runs: List[dict], calibration: Optional[dict], offset: Optional[float] = None,
