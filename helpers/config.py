@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
 import torch
 
+from .launch import PAPERMILL_HEADER
 from .values import (FALSE_WORDS, FRACTION, GAMMA, LEARNING_RATE, MILESTONES, TRUE_WORDS,
                      Choice, ConfigError, Device, Flag, Kind, OrNone, Path, Paths, Settings,
                      integer, read_value)
@@ -232,9 +233,6 @@ def make_config(**parameters: Any) -> RunConfig:
               for why in [p.when(values, name)] if why]
     _require(not unused, "; ".join(unused))
     return RunConfig(**values)
-
-
-PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects for -p
 
 
 def injected_parameter_names(executed_cells: Iterable[str]) -> set:

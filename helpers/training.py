@@ -22,6 +22,7 @@ from .data import CifarData
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
+from .launch import in_notebook, launched_by
 from .recipes import Recipe
 from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
@@ -117,26 +118,11 @@ def progress_mode(requested: str) -> str:
     """'bar' in an interactive notebook or terminal; 'lines' under papermill or in logs."""
     if requested != "auto":
         return requested
-    if _launched_by("papermill") or os.environ.get("CI"):
+    if launched_by("papermill") or os.environ.get("CI"):
         return "lines"
-    if "ipykernel" in sys.modules or sys.stderr.isatty():
+    if in_notebook() or sys.stderr.isatty():
         return "bar"
     return "lines"
-
-
-def _launched_by(program: str) -> bool:
-    """Whether a parent process of this one (up to three levels) runs `program`."""
-    pid = os.getpid()
-    for _ in range(3):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if program.encode() in cmdline.read():
-                    return True
-        except (OSError, ValueError, IndexError):  # not Linux, or the parent is gone
-            return False
-    return False
 
 
 # --- one epoch ------------------------------------------------------------------------------

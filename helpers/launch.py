@@ -1,0 +1,89 @@
+"""How this run was started, so that a message names a setting the way the reader types it.
+
+The same parameter is typed four ways: `resume = True` in the notebook's parameters cell,
+`-p resume True` for papermill, `--resume True` on the command line (`python -m helpers.cli`),
+and `resume=True` where Python code calls the helpers. A message that says "set resume=True" to
+somebody running papermill makes them guess the rest, so messages call `setting()`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from typing import Any
+
+NOTEBOOK, PAPERMILL, COMMAND_LINE, PYTHON = "notebook", "papermill", "command line", "python"
+PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects for -p
+
+_command_line = False  # set by helpers/cli.py
+
+
+def started_from_command_line() -> None:
+    """Called by helpers/cli.py: messages from now on speak in --options."""
+    global _command_line
+    _command_line = True
+
+
+def launched_by(program: str) -> bool:
+    """Whether a parent process of this one (up to three levels) runs `program`."""
+    pid = os.getpid()
+    for _ in range(3):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if program.encode() in cmdline.read():
+                    return True
+        except (OSError, ValueError, IndexError):  # not Linux, or the parent is gone
+            return False
+    return False
+
+
+def _kernel_shell():
+    """The IPython shell of the Jupyter kernel this runs in (Jupyter, Colab, papermill), or None
+    (plain Python, a terminal IPython, or ipykernel merely imported, as some test tools do)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell if getattr(shell, "kernel", None) is not None else None
+
+
+def in_notebook() -> bool:
+    return _kernel_shell() is not None
+
+
+def launcher() -> str:
+    """NOTEBOOK, PAPERMILL, COMMAND_LINE or PYTHON: how the running pipeline was started.
+    papermill is recognised by its process, or by the parameters cell it injected."""
+    if _command_line:
+        return COMMAND_LINE
+    shell = _kernel_shell()
+    if shell is None:
+        return PYTHON
+    if launched_by("papermill") or any(cell.lstrip().startswith(PAPERMILL_HEADER)
+                                       for cell in shell.user_ns.get("In", [])):
+        return PAPERMILL
+    return NOTEBOOK
+
+
+def setting(name: str, value: Any, started: str = "") -> str:
+    """`name` set to `value`, written as it is typed where this run was started:
+    "`-p resume True`", "`--resume True`", "`resume = True` in the parameters cell" or
+    "`resume=True`"."""
+    started = started or launcher()
+    if started in (PAPERMILL, COMMAND_LINE):
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(
+            value, dict) else str(list(value) if isinstance(value, tuple) else value)
+        option = f"-p {name}" if started == PAPERMILL else f"--{name}"
+        return f"`{option} {shlex.quote(text)}`"
+    if started == NOTEBOOK:
+        return f"`{name} = {value!r}` in the parameters cell"
+    return f"`{name}={value!r}`"
+
+
+def rerun_hint(started: str = "") -> str:
+    """How to start the run again where it was started."""
+    started = started or launcher()
+    return {NOTEBOOK: "run the notebook again from its parameters cell",
+            PAPERMILL: "run papermill again", COMMAND_LINE: "run the command again",
+            PYTHON: "start the run again"}[started]

@@ -1,0 +1,21 @@
+"""Messages name a setting as it is typed where the run was started."""
+from helpers.launch import COMMAND_LINE, NOTEBOOK, PAPERMILL, PYTHON, launcher, setting
+
+
+def test_a_setting_is_written_as_each_way_of_starting_a_run_types_it():
+    assert setting("resume", True, PAPERMILL) == "`-p resume True`"
+    assert setting("resume", True, COMMAND_LINE) == "`--resume True`"
+    assert setting("resume", True, NOTEBOOK) == "`resume = True` in the parameters cell"
+    assert setting("resume", True, PYTHON) == "`resume=True`"
+
+
+def test_values_with_spaces_or_brackets_are_quoted_for_the_shell():
+    assert setting("output_dir", "runs/my run", PAPERMILL) == "`-p output_dir 'runs/my run'`"
+    assert setting("milestones", (30, 60), COMMAND_LINE) == "`--milestones '[30, 60]'`"
+    assert setting("recipe_overrides", {"cutout_size": 0}, PAPERMILL) == \
+        """`-p recipe_overrides '{"cutout_size": 0}'`"""
+    assert setting("output_dir", "runs/a", NOTEBOOK) == "`output_dir = 'runs/a'` in the parameters cell"
+
+
+def test_plain_python_is_neither_a_notebook_nor_papermill():
+    assert launcher() == PYTHON
