@@ -26,8 +26,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-# The subset is part of the data, not of the run: the same images for every seed.
-SUBSET_SEED = 20250401
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_TEST_PER_CLASS = 500, 50
 
 
@@ -302,16 +300,22 @@ def _per_class_counts(labels: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def _pick(labels: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of counts[c] items of each class c, chosen at random."""
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:count] for c, count in enumerate(counts)]
-    return np.sort(np.concatenate(picked))
+def _pick(labels: np.ndarray, counts: np.ndarray,
+          rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Sorted indices of counts[c] items of each class c: the first ones in the source's order,
+    or, with `rng`, chosen at random."""
+    members = [np.flatnonzero(labels == c) for c in range(len(counts))]
+    if rng is not None:
+        members = [rng.permutation(indices) for indices in members]
+    return np.sort(np.concatenate([indices[:count] for indices, count in zip(members, counts)]))
 
 
 def balanced_subset_indices(labels: np.ndarray, size: int, split: str = "train") -> np.ndarray:
-    """A class-balanced subset of `size` items, the same for every seed; a DataError where a
-    class has too few images for it (a test folder of official test images 0–999 has 86 to
-    112 of each class)."""
+    """A class-balanced subset of `size` items: the first size/10 images of each class in the
+    source's order (the official order, which the image folders' file names keep): a rule a
+    reader can state, which picks the same images from every copy of CIFAR-10 and does not hang
+    on the luck of one random draw. A DataError where a class has too few images for it (a test
+    folder of official test images 0–999 has 86 to 112 of each class)."""
     counts, available = balanced_counts(size), np.bincount(labels, minlength=10)
     short = np.flatnonzero(counts > available)
     if len(short):
@@ -321,7 +325,7 @@ def balanced_subset_indices(labels: np.ndarray, size: int, split: str = "train")
                         f"class-balanced subset can have at most {largest_balanced_size(labels):,} "
                         f"images; or use {split}_subset=None for all {len(labels):,}, "
                         "in their own class proportions")
-    return _pick(labels, counts, np.random.default_rng(SUBSET_SEED))
+    return _pick(labels, counts)
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:

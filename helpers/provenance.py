@@ -84,7 +84,7 @@ SYNTHETIC = "SYNTHETIC images (not CIFAR-10)"
 @dataclass(frozen=True)
 class SplitOrigin:
     """What one loaded split is: its name, whether it is a known copy, its size before any
-    subset, its fingerprints, and the class-balanced subset taken of it (if any)."""
+    subset, its fingerprints, and the size of the class-balanced subset taken of it (if any)."""
 
     family: str
     part: str
@@ -100,7 +100,12 @@ class SplitOrigin:
 
     @property
     def subset_text(self) -> str:
-        return f", a class-balanced subset of {self.subset:,}" if self.subset else ""
+        """", the first 50 of each class": the rule of data.balanced_subset_indices, whose
+        first classes take one more where the subset is not a multiple of ten."""
+        if not self.subset:
+            return ""
+        each, extra = divmod(self.subset, 10)
+        return f", the first {each:,}{f'–{each + 1:,}' if extra else ''} of each class"
 
     def with_subset(self, subset: Optional[int]) -> "SplitOrigin":
         return replace(self, subset=subset)

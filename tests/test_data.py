@@ -38,10 +38,27 @@ def test_subset_is_class_balanced_and_the_same_for_every_seed():
     assert np.array_equal(first.train.images, second.train.images)
 
 
-def test_subset_is_not_the_first_files_of_each_class():
+def test_subset_is_the_first_images_of_each_class_in_the_source_order():
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), 100))
+    subset = balanced_subset_indices(labels, 30)
+    expected = np.sort(np.concatenate([np.flatnonzero(labels == c)[:3] for c in range(10)]))
+    assert np.array_equal(subset, expected)
+
+
+def test_a_subset_not_a_multiple_of_ten_gives_the_first_classes_one_more():
     labels = np.repeat(np.arange(10), 100)
-    subset = balanced_subset_indices(labels, 100)
-    assert not np.array_equal(subset, np.concatenate([np.arange(10) + 100 * c for c in range(10)]))
+    counts = np.bincount(labels[balanced_subset_indices(labels, 23)], minlength=10)
+    assert counts.tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+
+
+def test_a_folder_subset_is_the_first_files_of_each_class_and_is_named_so(image_folder):
+    whole = load_data(folder_config(image_folder, val_size=0))
+    subset = load_data(folder_config(image_folder, val_size=0, test_subset=20))
+    first_two = np.concatenate([np.flatnonzero(whole.test.labels == c)[:2] for c in range(10)])
+    assert np.array_equal(subset.test.images, whole.test.images[np.sort(first_two)])
+    assert subset.test_name.endswith(", the first 2 of each class (n = 20)")
+    uneven = load_data(folder_config(image_folder, val_size=0, test_subset=25))
+    assert uneven.origins["test"].name.endswith(", the first 2–3 of each class")
 
 
 def test_validation_split_is_disjoint_stratified_and_deterministic_in_seed():
