@@ -200,10 +200,16 @@ def unknown_parameter_message(names: Iterable[str], known: Iterable[str] = PARAM
     known = list(known)
     parts, guessed = [], True
     for name in sorted(names):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        parts.append(f"unknown {what} {name!r}" + (f" — did you mean {close[0]!r}?" if close else ""))
+        close = closest(name, known)
+        parts.append(f"unknown {what} {name!r}" + (f" — did you mean {close!r}?" if close else ""))
         guessed = guessed and bool(close)
     return "; ".join(parts) + ("" if guessed else f" (known: {', '.join(known)})")
+
+
+def closest(name: str, known: Iterable[str]) -> Optional[str]:
+    """The known name `name` is most likely a misspelling of, or None."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _require(condition: bool, message: str) -> None:

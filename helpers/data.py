@@ -18,6 +18,7 @@ import numpy as np
 from .checkpoints import atomic_write
 from .config import RunConfig
 from .errors import ExplainedError
+from .launch import setting
 from .provenance import SplitOrigin, describe, identify, pixel_fingerprint, file_digest, combine
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -26,6 +27,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FOLDER_LAYOUT = "FOLDER/train/<class>/ and FOLDER/test/<class>/ holding .png or .jpg files"
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_TEST_PER_CLASS = 500, 50
 
 
@@ -123,9 +125,9 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
             f"could not download or read the official CIFAR-10 into data_dir={data_dir!r} "
             f"({type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
-            "run again, or read image folders with data_source='folder' "
-            "(data_dir/train/<class>/ and data_dir/test/<class>/ holding .png or .jpg files; "
-            "the README's 'Without internet').") from None
+            f"run again, or read image folders with {setting('data_source', 'folder')} and "
+            f"{setting('data_dir', 'FOLDER')} ({FOLDER_LAYOUT}; the README's 'Without "
+            "internet').") from None
     return ImageSet(np.asarray(images.data, dtype=np.uint8), np.asarray(images.targets, dtype=np.int64))
 
 
@@ -139,7 +141,7 @@ def list_image_folder(split_dir: str) -> Tuple[List[str], np.ndarray]:
     missing = [c for c in CIFAR10_CLASSES if c not in found]
     if unknown:
         raise DataError(f"{split_dir!r} has unknown class folder(s) {unknown}; expected the ten "
-                        f"CIFAR-10 classes {list(CIFAR10_CLASSES)}")
+                        f"CIFAR-10 classes {list(CIFAR10_CLASSES)}{_case_hint(unknown)}")
     if missing:
         raise DataError(f"{split_dir!r} is missing class folder(s) {missing}")
     paths, labels = [], []
@@ -151,6 +153,16 @@ def list_image_folder(split_dir: str) -> Tuple[List[str], np.ndarray]:
         paths += [os.path.join(folder, f) for f in files]
         labels += [label] * len(files)
     return paths, np.asarray(labels, dtype=np.int64)
+
+
+def _case_hint(folders: List[str]) -> str:
+    """For class folders that differ from CIFAR-10's names only in case ('Airplane'): that
+    names are matched exactly, and the renames that fix them."""
+    renames = [f"{name!r} to {name.lower()!r}" for name in folders if name.lower() in CIFAR10_CLASSES]
+    if not renames:
+        return ""
+    return (", whose names are matched exactly, in lower case: rename "
+            + ", ".join(renames))
 
 
 def read_image(path: str, label: int = 0) -> Tuple[np.ndarray, bytes]:
@@ -236,10 +248,16 @@ def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
 
 
 def check_data_dir(data_dir: str) -> None:
+    """A data_dir that is missing or empty, named with where it was looked for and the fix."""
+    where = "" if os.path.isabs(data_dir) else f" (looked for at {os.path.abspath(data_dir)})"
+    fix = (f"give the folder that holds them, {setting('data_dir', 'FOLDER')}, or download "
+           f"the official CIFAR-10 instead with {setting('data_source', 'torchvision')}")
     if not os.path.isdir(data_dir):
-        raise DataError(f"data_dir={data_dir!r} does not exist (data_source='folder')")
+        raise DataError(f"data_dir={data_dir!r} does not exist{where}. data_source='folder' "
+                        f"reads image folders from it ({FOLDER_LAYOUT}): {fix}")
     if not os.listdir(data_dir):
-        raise DataError(f"data_dir={data_dir!r} is empty; expected train/ and test/ folders")
+        raise DataError(f"data_dir={data_dir!r} is empty{where}; data_source='folder' reads "
+                        f"image folders from it ({FOLDER_LAYOUT}): {fix}")
 
 
 def load_folder(data_dir: str, split: str) -> Tuple[ImageSet, str]:

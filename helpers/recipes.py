@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Tuple
 
-from .config import RunConfig
+from .config import RunConfig, closest, unknown_parameter_message
+from .launch import setting
 from .values import (FRACTION, GAMMA, LEARNING_RATE, MILESTONES, Choice, ConfigError, Flag, Kind,
                      Number, Range, integer, read_value)
 
@@ -149,8 +150,12 @@ def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
     Augmentation settings are named directly: {"cutout_size": 0}, not nested."""
     unknown = sorted(set(overrides) - set(_SETTINGS))
     if unknown:
-        raise ConfigError(f"recipe_overrides: unknown setting(s) {unknown}; "
-                          f"known: {', '.join(_SETTINGS)}")
+        message = unknown_parameter_message(unknown, _SETTINGS, "recipe_overrides setting")
+        guesses = {name: closest(name, _SETTINGS) for name in unknown}
+        if all(guesses.values()):  # the overrides as they were probably meant
+            meant = {guesses.get(name) or name: value for name, value in overrides.items()}
+            message += f" ({setting('recipe_overrides', meant)})"
+        raise ConfigError(message)
     checked = {name: read_value(f"recipe_overrides[{name!r}]", value, _SETTINGS[name])
                for name, value in overrides.items()}
     augmentation = dataclasses.replace(

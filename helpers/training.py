@@ -22,7 +22,7 @@ from .data import CifarData
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
-from .launch import in_notebook, launched_by
+from .launch import in_notebook, launched_by, rerun_hint, setting
 from .recipes import Recipe
 from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
@@ -123,6 +123,44 @@ def progress_mode(requested: str) -> str:
     if in_notebook() or sys.stderr.isatty():
         return "bar"
     return "lines"
+
+
+class DisplayedText:
+    """Where the progress bar writes in a Jupyter kernel: one output, updated in place.
+
+    Jupyter saves an updated display (update_display_data) as it was last updated, and so do
+    nbconvert and papermill, which execute without a browser; a widget bar (tqdm.notebook)
+    is saved as it was first drawn, "0%|          | 0/7", however far it got."""
+
+    encoding = "utf-8"  # tqdm draws its bar in block characters, not '#'
+
+    def __init__(self):
+        self.handle = None
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if not text:  # tqdm clearing its line, or ending it
+            return
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display({"text/plain": text}, raw=True, display_id=True)
+        else:
+            self.handle.update({"text/plain": text}, raw=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress_bar(batches: Iterable, total: int, description: str, output=None) -> Iterable:
+    """`batches` with a tqdm bar: in a Jupyter kernel one line updated in place (`output`, a
+    DisplayedText), kept at its last state; in a terminal on stderr, cleared when done."""
+    from tqdm import tqdm
+
+    in_kernel = isinstance(output, DisplayedText)
+    # miniters=1: tqdm's monitor thread never redraws the bar from outside this loop.
+    return tqdm(batches, total=total, desc=description, file=output or sys.stderr,
+                leave=in_kernel, miniters=1, mininterval=0.5 if in_kernel else 0.1)
 
 
 # --- one epoch ------------------------------------------------------------------------------
@@ -268,6 +306,8 @@ class Trainer:
         self.checkpoint_path = os.path.join(config.output_dir, "checkpoint.pt")
         self.best_path = os.path.join(config.output_dir, "best.pt")
         self.progress = progress_mode(config.progress) if context.is_main else "none"
+        # One line for every epoch's bar in a notebook, so that the cell ends with one bar.
+        self.bar_output = DisplayedText() if in_notebook() else None
 
     # The network whose weights are evaluated and shipped.
     @property
@@ -344,10 +384,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         batches = self.batches(epoch)
         if self.progress == "bar":
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, total=self.steps_per_epoch, leave=False,
-                           desc=f"epoch {epoch}/{self.config.epochs}")
+            batches = progress_bar(batches, self.steps_per_epoch,
+                                   f"epoch {epoch}/{self.config.epochs}", self.bar_output)
         train = train_one_epoch(self.step, batches, epoch=epoch, after_step=self.after_step,
                                 check_every=1 if self.device.type == "cpu" else 25,
                                 context=self.context)
@@ -407,8 +445,9 @@ class Trainer:
         except KeyboardInterrupt:
             done = epoch - 1
             self.log(f"\nInterrupted during epoch {epoch}. "
-                     + (f"{self.checkpoint_path} holds epoch {done}; continue with resume=True "
-                        "(and the same parameters)." if done >= 1 else "No epoch was completed."))
+                     + (f"{self.checkpoint_path} holds epoch {done}; to continue, {rerun_hint()} "
+                        f"with the same parameters and {setting('resume', True)}."
+                        if done >= 1 else "No epoch was completed."))
             raise
         return TrainingResult(self.evaluated_network, self.history, self.best_val_accuracy,
                               len(self.history), time.perf_counter() - started, self.step.kind,

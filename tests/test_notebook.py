@@ -199,3 +199,23 @@ def test_the_committed_notebook_shows_a_real_run_without_errors_or_local_paths()
     for local in ("/tmp/", "/work/", "/root/", "/home/", "/Users/"):
         assert local not in text, local
     assert len(text) < 3_000_000  # GitHub renders notebooks up to a few MB
+
+
+def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path):
+    """nbconvert executes without a browser; the bar it saves is the last one drawn."""
+    nbformat = pytest.importorskip("nbformat")
+    training = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+                "from helpers import pipeline as stages\n"
+                "from helpers.config import make_config\n"
+                "run = stages.start(make_config(data_source='synthetic', train_subset=40, "
+                f"val_size=0, test_subset=20, batch_size=8, epochs=2, output_dir={str(tmp_path / 'out')!r}))\n"
+                "data = stages.load(run)\n"
+                "result = stages.train(run, data, stages.build_model(run))")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(training)])
+    nbformat.write(notebook, str(tmp_path / "train.ipynb"))
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                    "--output", "executed.ipynb", str(tmp_path / "train.ipynb")],
+                   check=True, capture_output=True, timeout=300)
+    outputs = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4).cells[0].outputs
+    bars = [o["data"]["text/plain"] for o in outputs if o["output_type"] == "display_data"]
+    assert len(bars) == 1 and bars[0].startswith("epoch 2/2: 100%") and "5/5" in bars[0]
