@@ -10,8 +10,9 @@ options may be given bare (`--resume` means `--resume True`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import matplotlib
 
@@ -28,7 +29,6 @@ from .distributed import close_distributed  # noqa: E402
 
 def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     """Options named as the notebook's parameters; values are parsed and checked by make_config."""
-    started_from_command_line()  # messages from here on name --options
     # No abbreviations: `--epoch 1` must not quietly mean `--epochs 1` (or anything else).
     parser = argparse.ArgumentParser(prog="python -m helpers.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,24 +49,41 @@ def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     return make_config(**vars(known))
 
 
+def where_written(run: stages.Run, figures: Iterable[str], submission: Optional[str]) -> str:
+    """The last lines of a run: its files and figures, by the folders they are in."""
+    names = ["metrics.json", *(() if run.config.evaluate_only else
+                               ("model.pt", "checkpoint.pt", "best.pt"))]
+    names += [os.path.basename(submission)] if submission else []
+    written = [name for name in names if os.path.exists(run.path(name))]
+    lines = [f"files in {os.path.abspath(run.config.output_dir)}: {', '.join(written)}"]
+    if figures:
+        lines.append(f"figures in {os.path.abspath(run.config.figures_folder)}: "
+                     f"{', '.join(f'{name}.png' for name in figures)}")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     """The notebook's stages in order; figures and files as the notebook writes them."""
+    started_from_command_line()  # messages from here on name --options
     run = stages.start(parse_args(argv))
     try:
         if run.context.is_main:
             print(stages.describe(run))
         data = stages.load(run)
-        stages.data_figures(run, data)
+        figures = stages.data_figures(run, data)
         network = stages.build_model(run)
         result = stages.train(run, data, network)
-        stages.training_figures(run, result)
+        figures.update(stages.training_figures(run, data, result))
         test = stages.evaluate_test(run, data, result)
         if run.context.is_main:
             print(stages.quality_report(run, data, test))
-        stages.evaluation_figures(run, data, test)
-        stages.error_figures(run, data, test)
-        stages.submit(run, result)
-        return stages.finish(run, data, result, test)
+        figures.update(stages.evaluation_figures(run, data, test))
+        figures.update(stages.error_figures(run, data, test))
+        submission = stages.submit(run, result)
+        metrics = stages.finish(run, data, result, test)
+        if run.context.is_main:
+            print(where_written(run, figures, submission))
+        return metrics
     finally:
         plt.close("all")
         close_distributed()

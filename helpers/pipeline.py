@@ -306,6 +306,24 @@ def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
     return figures
 
 
+def training_images(name: str, trained: int, held_out: int) -> str:
+    """"CIFAR-10 official training images (n = 45,000 trained on, 5,000 held out for
+    validation)"."""
+    held = f"{held_out:,} held out for validation" if held_out else "none held out for validation"
+    return f"{name} (n = {trained:,} trained on, {held})"
+
+
+def recorded_training_images(metrics: dict) -> str:
+    """The training images a recorded run names in its metrics.json (older runs: its source)."""
+    name = metrics.get("data", {}).get("train", {}).get("name", metrics["data_source"])
+    return training_images(name, metrics["train_images"], metrics["val_images"])
+
+
+def recorded_by(metrics: dict, run_name: str) -> str:
+    """"recorded by results/reference-seed0 (NVIDIA H200, commit 043b441)"."""
+    return f"recorded by {run_name} ({hardware(metrics)}, commit {str(metrics['commit'])[:7]})"
+
+
 def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Figure]:
     """A grid of training images, spread over the classes, through the recipe's augmentation."""
     if not len(data.train):
@@ -315,7 +333,10 @@ def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Fi
     images, labels = to_device_tensors(data.train.images[chosen], data.train.labels[chosen], "cpu")
     parameters = draw_parameters(len(labels), run.recipe.augmentation, epoch_generator(run.config.seed, 1))
     augmented = augment_batch(images, parameters, run.recipe.augmentation)
-    return _saved(run, {"augmented_samples": plots.augmented_samples(augmented, labels, data.classes)})
+    title = (f"Augmented training images, {run.recipe.name} recipe: {len(labels)} of "
+             f"{data.origins['train'].name} (n = {len(data.train):,})")
+    return _saved(run, {"augmented_samples": plots.augmented_samples(augmented, labels, data.classes,
+                                                                     title)})
 
 
 def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
@@ -326,9 +347,9 @@ def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
     recorded = recorded_run(run.config.model_weights[0]) if len(run.config.model_weights) == 1 else None
     if recorded is None:
         return [], "no recorded training run"
-    return recorded["history"], (f"recorded by the run that trained {run.config.model_weights[0]} "
-                                 f"({hardware(recorded)}, commit "
-                                 f"{str(recorded['commit'])[:7]}), not computed here")
+    return recorded["history"], (recorded_by(recorded, f"the run that trained "
+                                                       f"{run.config.model_weights[0]}")
+                                 + ", not computed here")
 
 
 def history_table(run: Run, result: TrainingResult) -> str:
@@ -339,19 +360,37 @@ def history_table(run: Run, result: TrainingResult) -> str:
     return f"Training history, {whose}:\n{format_history(epochs)}"
 
 
-def training_figures(run: Run, result: TrainingResult) -> Dict[str, plt.Figure]:
+def history_figures(epochs: List[dict], whose: str, images: str) -> Dict[str, plt.Figure]:
+    """Training curves and learning rates per epoch, each titled with whose training it was
+    and on which images."""
+    return {"training_curves": plots.training_curves(epochs, f"Training, {whose}:\n{images}"),
+            "lr_schedule": plots.lr_schedule(epochs, f"Learning-rate schedule, {whose}:\n{images}")}
+
+
+def training_figures(run: Run, data: CifarData, result: TrainingResult) -> Dict[str, plt.Figure]:
     """Curves and learning rates per epoch, of this run or (evaluation) the recorded one."""
     epochs, whose = history(run, result)
     if not epochs:
         print(f"no training curves: {whose}")
         return {}
-    title = None if whose == "this run" else f"Training {whose}"
-    return _saved(run, {"training_curves": plots.training_curves(epochs, title),
-                        "lr_schedule": plots.lr_schedule(epochs)})
+    if run.config.evaluate_only:
+        images = recorded_training_images(recorded_run(run.config.model_weights[0]))
+    else:
+        images = training_images(data.origins["train"].name, len(data.train), len(data.val))
+    return _saved(run, history_figures(epochs, whose, images))
+
+
+def tested(run: Run, data: CifarData) -> str:
+    """The test images with their n, and, in an evaluation, the weights tested on them."""
+    if not run.config.evaluate_only:
+        return data.test_name
+    weights = run.config.model_weights
+    return (f"{weights[0] if len(weights) == 1 else 'an ensemble of ' + ', '.join(weights)} on "
+            f"{data.test_name}")
 
 
 def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
-    images = data.test_name
+    images = tested(run, data)
     return _saved(run, {
         "confusion_matrix": plots.confusion_matrix(test.labels, test.predicted, data.classes, images),
         "per_class_accuracy": plots.per_class_accuracy(test.labels, test.predicted, data.classes,
@@ -363,4 +402,4 @@ def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[
 def error_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
     return _saved(run, {"misclassified": plots.misclassified_gallery(
         data.test.images, test.labels, test.predicted, test.confidence, data.classes,
-        name=data.test_name)})
+        tested(run, data))})

@@ -135,7 +135,7 @@ def test_model_weights_evaluate_without_training(tmp_path):
     assert result.history == [] and metrics["epochs_completed"] == 0
     assert metrics["evaluated_weights"] == [str(tmp_path / "model.pt")]
     assert metrics["params"] == 4_697_162 and metrics["architecture"] == "resnet"
-    assert stages.training_figures(run, result) == {}
+    assert stages.training_figures(run, data, result) == {}
     images = torch.from_numpy(data.test.images).permute(0, 3, 1, 2)
     expected = predict_logits(trained.half().float(), images, 256).argmax(1).numpy()
     assert (test.predicted == expected).mean() > 0.99  # fp16 weights: ties may flip

@@ -34,3 +34,22 @@ def test_help_says_what_each_option_does_and_on_off_options_need_no_value():
     assert "training epochs (default: 75)" in help_text and "--resume [True|False]" in help_text
     assert parse_args(["--test-each-epoch", "--epochs", "3"]).test_each_epoch is True
     assert parse_args(["--resume", "False"]).resume is False
+
+
+def test_a_run_ends_by_naming_the_folders_of_its_files_and_figures(tmp_path):
+    result = run_cli("--data_source", "synthetic", "--train_subset", "40", "--val_size", "0",
+                     "--test_subset", "20", "--epochs", "1", "--batch_size", "20", "--progress",
+                     "none", "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-2:] == [
+        f"files in {tmp_path / 'out'}: metrics.json, model.pt, checkpoint.pt, best.pt",
+        f"figures in {tmp_path / 'out' / 'figures'}: augmented_samples.png, training_curves.png, "
+        "lr_schedule.png, confusion_matrix.png, per_class_accuracy.png, reliability_diagram.png, "
+        "misclassified.png"]
+
+
+def test_a_missing_data_dir_is_told_the_command_line_options_that_fix_it(tmp_path):
+    result = run_cli("--data_source", "folder", "--data_dir", str(tmp_path / "cifar10"),
+                     "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "`--data_dir FOLDER`" in result.stderr and "`--data_source torchvision`" in result.stderr

@@ -104,7 +104,9 @@ def test_recipe_overrides_change_one_ingredient_and_keep_the_rest():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"cutout": 8}, "unknown setting(s) ['cutout']"),
+    ({"cutout": 8}, "unknown recipe_overrides setting 'cutout' — did you mean 'cutout_size'? "
+                    "(`recipe_overrides={'cutout_size': 8}`)"),
+    ({"bogus": 1}, "unknown recipe_overrides setting 'bogus' (known: lr, momentum,"),
     ({"cutout_size": 40}, "recipe_overrides['cutout_size']=40 must be in [0, 32]"),
     ({"label_smoothing": 1.0}, "must be in [0, 1)"),
     ({"schedule": "onecycle"}, "is not one of 'multistep', 'warmup_cosine', 'warmup_linear'"),

@@ -103,6 +103,21 @@ def test_broken_image_folders_are_named(image_folder, breakage, message):
         load_data(folder_config(breakage(image_folder)))
 
 
+def test_a_missing_data_dir_says_where_it_was_looked_for_and_how_to_set_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as error:
+        load_data(folder_config("cifar10"))
+    assert f"data_dir='cifar10' does not exist (looked for at {tmp_path / 'cifar10'})" in str(error.value)
+    assert "give the folder that holds them, `data_dir='FOLDER'`, or download the official " \
+        "CIFAR-10 instead with `data_source='torchvision'`" in str(error.value)
+
+
+def test_class_folders_named_in_capitals_are_refused_with_the_renames_that_fix_them(image_folder):
+    os.rename(os.path.join(image_folder, "train", "airplane"), os.path.join(image_folder, "train", "Airplane"))
+    with pytest.raises(DataError, match="in lower case: rename 'Airplane' to 'airplane'"):
+        load_data(folder_config(image_folder))
+
+
 def test_unreadable_image_is_named(image_folder):
     bad = os.path.join(image_folder, "train", "bird", "0001.png")
     with open(bad, "wb") as file:

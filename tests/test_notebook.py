@@ -134,6 +134,7 @@ def _corrupt_checkpoint(folder):
     ({"milestones": "[40, 30]"}, "milestones"),
     ({"data_source": "bogus"}, "data_source"),
     ({"data_source": "folder", "data_dir": "/nonexistent/cifar"}, "/nonexistent/cifar"),
+    ({"data_source": "folder", "data_dir": "/nonexistent/cifar"}, "`-p data_dir FOLDER`"),
     ({"data_source": "folder", "data_dir": "EMPTY"}, "is empty"),
     ({"train_subset": 100, "val_size": 100}, "val_size"),
     ("CORRUPT", "checkpoint"),

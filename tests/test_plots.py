@@ -1,7 +1,19 @@
-"""Figures: short runs stay visible, and the reliability diagram draws what it is given."""
-import numpy as np
+"""Figures: short runs stay visible, the reliability diagram draws what it is given, every
+title names its images and their number, a recorded history says whose it is, nothing overlaps."""
+import json
+import os
 
+import numpy as np
+import torch
+
+from helpers import pipeline as stages
 from helpers import plots
+from helpers.checkpoints import save_weights
+from helpers.config import make_config
+from helpers.data import CIFAR10_CLASSES
+from helpers.evaluation import from_logits
+from helpers.model import build_resnet
+from helpers.training import TrainingResult
 
 
 def history(epochs):
@@ -28,6 +40,61 @@ def test_curves_of_a_long_run_are_plain_lines_and_show_recorded_test_accuracy():
 
 def test_reliability_diagram_has_the_diagonal_and_a_bar_per_filled_bin():
     confidence = np.array([0.15, 0.55, 0.55, 0.95])
-    figure = plots.reliability_diagram(confidence, np.array([False, True, False, True]))
-    axis = figure.axes[0]
-    assert len(axis.patches) == 3 and "ECE" in axis.get_title()
+    figure = plots.reliability_diagram(confidence, np.array([False, True, False, True]), "four images")
+    assert len(figure.axes[0].patches) == 3 and "ECE" in figure.get_suptitle()
+
+
+def title(figure):
+    """A figure's heading as one line (the heading is wrapped to the figure's width)."""
+    return " ".join(figure.get_suptitle().split())
+
+
+def test_every_figure_of_a_training_run_names_its_images_and_their_number(tmp_path):
+    run = stages.start(make_config(data_source="synthetic", train_subset=100, val_size=20,
+                                   test_subset=50, output_dir=str(tmp_path / "out")))
+    data = stages.load(run)
+    test = from_logits(torch.randn(50, 10), torch.from_numpy(data.test.labels))
+    figures = {**stages.data_figures(run, data),
+               **stages.training_figures(run, data, TrainingResult(None, history(2))),
+               **stages.evaluation_figures(run, data, test), **stages.error_figures(run, data, test)}
+    assert len(figures) == 7
+    trained = "SYNTHETIC images (not CIFAR-10), the first 10 of each class"
+    assert f"{trained} (n = 80)" in title(figures.pop("augmented_samples"))
+    for name in ("training_curves", "lr_schedule"):
+        assert f"this run: {trained} (n = 80 trained on, 20 held out for validation)" in \
+            title(figures.pop(name))
+    for name, figure in figures.items():
+        assert "SYNTHETIC images (not CIFAR-10), the first 5 of each class (n = 50)" in title(figure), name
+
+
+def test_an_evaluation_titles_the_curves_and_schedule_as_the_weights_own_run_recorded_them(tmp_path):
+    save_weights(str(tmp_path / "model.pt"), build_resnet(), "resnet")
+    recorded = {"history": history(3), "device": "cuda: NVIDIA H200", "commit": "abcdef0123",
+                "data_source": "folder", "train_images": 45000, "val_images": 5000,
+                "data": {"train": {"name": "CIFAR-10 official training images"}}}
+    with open(tmp_path / "metrics.json", "w") as file:
+        json.dump(recorded, file)
+    run = stages.start(make_config(data_source="synthetic", model_weights=str(tmp_path / "model.pt"),
+                                   output_dir=str(tmp_path / "evaluation")))
+    figures = stages.training_figures(run, stages.load(run), TrainingResult(None))
+    for name in ("training_curves", "lr_schedule"):
+        assert (f"recorded by the run that trained {tmp_path / 'model.pt'} (NVIDIA H200, commit "
+                "abcdef0), not computed here: CIFAR-10 official training images (n = 45,000 "
+                "trained on, 5,000 held out for validation)") in title(figures[name]), name
+
+
+def test_the_captions_of_the_mistakes_gallery_overlap_no_image_and_no_heading():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 10, 200)
+    predicted = (true + rng.integers(0, 2, 200)) % 10
+    figure = plots.misclassified_gallery(rng.integers(0, 256, (200, 32, 32, 3)), true, predicted,
+                                         rng.random(200), CIFAR10_CLASSES, "two hundred images")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    tiles = [axis for axis in figure.axes if axis.get_images()]
+    captions = [axis.title.get_window_extent(renderer) for axis in tiles]
+    images = [axis.get_images()[0].get_window_extent(renderer) for axis in tiles]
+    heading = figure._suptitle.get_window_extent(renderer)
+    assert len(tiles) == 24
+    assert not any(caption.overlaps(image) for caption in captions for image in images)
+    assert not any(caption.overlaps(heading) for caption in captions)
