@@ -106,10 +106,12 @@ class RunConfig:
                               "(train/<class>/, test/<class>/)", when=reads_files)
     val_size: int = parameter(5000, integer(0), "training images held out for validation (0: "
                               "none; best.pt is then the last epoch)", when=training)
-    train_subset: Optional[int] = parameter(None, OrNone(integer(10)), "use only N class-balanced "
-                                            "training images (quick runs)", when=training)
-    test_subset: Optional[int] = parameter(None, OrNone(integer(10)), "evaluate only N "
-                                           "class-balanced test images (quick runs)", resumable=True)
+    train_subset: Optional[int] = parameter(None, OrNone(integer(10)), "use only N training "
+                                            "images, the first N/10 of each class in the "
+                                            "source's order (quick runs)", when=training)
+    test_subset: Optional[int] = parameter(None, OrNone(integer(10)), "evaluate only N test "
+                                           "images, the first N/10 of each class in the "
+                                           "source's order (quick runs)", resumable=True)
     device: str = parameter("auto", Device(), "where to compute; auto: a GPU if there is one",
                             resumable=True)
     output_dir: str = parameter("outputs", Path(), "checkpoint.pt, best.pt, model.pt, "

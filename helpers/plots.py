@@ -124,7 +124,7 @@ def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequenc
     axis.bar_label(bars, fmt="%.1f", fontsize=8)
     counts = np.bincount(true, minlength=len(classes))
     axis.set_xticks(range(len(classes)), [f"{name}\n(n = {n})" for name, n in zip(classes, counts)])
-    axis.set(ylabel="accuracy (%)", ylim=(0, 105))
+    axis.set(ylabel="accuracy (%)", ylim=(0, 110))  # room for a label above 100 %
     _heading(figure, f"Per-class accuracy\n{images}", fontsize=12)
     axis.tick_params(axis="x", rotation=30)
     figure.tight_layout()
