@@ -1,7 +1,6 @@
 """Figures: short runs stay visible, the reliability diagram draws what it is given, every
 title names its images and their number, a recorded history says whose it is, nothing overlaps."""
 import json
-import os
 
 import numpy as np
 import torch
