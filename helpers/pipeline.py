@@ -28,7 +28,7 @@ from .augment import augment_batch, draw_parameters, epoch_generator, to_device_
 from .checkpoints import load_resumable, load_weights, read_weights, save_weights
 from .config import ConfigError, RunConfig, check_writable, resolve_device
 from .data import CifarData, load_data, summarize
-from .distributed import DistributedContext, init_distributed
+from .distributed import DistributedContext, init_distributed, main_rank_first
 from .evaluation import (Ensemble, TestEvaluation, average_probabilities, format_accuracy,
                          format_per_class, from_logits, per_class_scores)
 from .inference import load_kaggle_test, predict, write_submission
@@ -154,8 +154,11 @@ def trained_by(weights: str) -> str:
 
 
 def load(run: Run) -> CifarData:
+    """The run's data (load_data); under torchrun, rank 0 downloads or decodes and caches the
+    images while the other ranks wait, then they read what it left."""
     started = time.perf_counter()
-    data = load_data(run.config)
+    with main_rank_first(run.context):
+        data = load_data(run.config)
     if run.context.is_main:
         print(summarize(data))
         print(f"loaded in {time.perf_counter() - started:.1f} s")

@@ -18,7 +18,7 @@ from .augment import dataloader_batches, epoch_batches, epoch_generator, epoch_s
     fast_batches, normalize, to_device_tensors
 from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_checkpoint
 from .config import RunConfig
-from .data import CifarData
+from .data import CifarData, usable_cpus
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
@@ -284,7 +284,7 @@ class Trainer:
         workers = self.config.num_workers
         return dataloader_batches(self.data.train.images, self.data.train.labels,
                                   self.recipe.augmentation, self.config.batch_size, generator,
-                                  num_workers=(os.cpu_count() or 1) if workers is None else workers,
+                                  num_workers=usable_cpus() if workers is None else workers,
                                   pin_memory=self.device.type == "cuda", **shard)
 
     def state(self, epoch: int) -> dict:
