@@ -6,11 +6,13 @@ types, so `torch.load(..., weights_only=True)` reads them and a crafted file can
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import random
 import re
+import shutil
 import tempfile
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -32,22 +34,53 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call write(file) on a temporary file in path's folder, fsync it, then rename it to path."""
+class DiskFullError(ExplainedError, OSError):
+    """An output could not be written for lack of space (a full disk, or a quota)."""
+
+    def __str__(self) -> str:
+        return self.strerror  # the explanation, without OSError's "[Errno 28]"
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(path: str, size: int, free: Optional[int] = None) -> DiskFullError:
+    folder = os.path.dirname(os.path.abspath(path))
+    room = f", {free / 1e6:,.1f} MB free there" if free is not None else ""
+    kept = f"; the previous {os.path.basename(path)} is intact" if os.path.exists(path) else ""
+    return DiskFullError(errno.ENOSPC, f"not enough space to write {os.path.basename(path)} into "
+                         f"{folder!r} (it needs {size / 1e6:,.1f} MB{room}){kept}: free some "
+                         "space there, or write to a folder on another disk")
+
+
+def atomic_write(path: str, write: Callable[[io.BytesIO], None]) -> None:
+    """Call write(buffer) to serialise in memory, check that path's folder has room for it,
+    then write it to a temporary file beside path, fsync it and rename it to path. A crash, a
+    kill or a full disk leaves the previous file intact and no partial one (a write that runs
+    out of space raises DiskFullError, naming the folder and the size)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    buffer = io.BytesIO()
+    write(buffer)
+    content = buffer.getbuffer()
+    free = shutil.disk_usage(folder).free
+    if len(content) > free:
+        raise _no_space(path, len(content), free)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                             suffix=".tmp")
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; outputs are not
-
         with os.fdopen(handle, "wb") as file:
-            write(file)
+            file.write(content)
             file.flush()
-            os.fsync(file.fileno())
+            os.fsync(file.fileno())  # a quota or a network disk may report no space only here
         os.replace(temporary, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(temporary):
+    except BaseException as error:
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise _no_space(path, len(content)) from None
         raise
 
 
@@ -212,8 +245,11 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
     import ast
 
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if torch.cuda.is_available():
+        # Saved on a machine with more GPUs, or fewer: the GPUs both machines have get theirs
+        # back, the others keep their own (a run uses the first GPUs, or one per rank).
+        for index, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
     np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32),
                          states["numpy_pos"], 0, 0.0))
     random.setstate(ast.literal_eval(states["python"]))

@@ -269,15 +269,17 @@ def read_cache(split_dir: str, listing: str) -> Optional[Tuple[ImageSet, str]]:
         return None
 
 
-def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> bool:
-    """Store the decoded split beside its folder (atomically); False where it is read-only."""
+def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> Optional[str]:
+    """Store the decoded split beside its folder (atomically); where it cannot be stored (a
+    read-only folder, a full disk), why not. The run goes on either way."""
     try:
         atomic_write(cache_path(split_dir), lambda file: np.savez(
             file, images=images.images, labels=images.labels, listing=np.array(listing),
             files=np.array(files)))
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as error:
+        return str(error) if isinstance(error, ExplainedError) else \
+            f"the folder is not writable ({error.strerror})"
 
 
 def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
@@ -291,8 +293,8 @@ def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
         return cached[0], cached[1], "cache"
     pixels, files = read_images(paths, labels)
     images = ImageSet(pixels, labels)
-    how = f"decoded {len(paths)} files" + (", cached" if write_cache(split_dir, listing, images, files)
-                                           else " (folder read-only: not cached)")
+    not_cached = write_cache(split_dir, listing, images, files)
+    how = f"decoded {len(paths)} files" + (f" (not cached: {not_cached})" if not_cached else ", cached")
     return images, files, how
 
 

@@ -16,13 +16,14 @@ from torch import nn
 
 from .augment import dataloader_batches, epoch_batches, epoch_generator, epoch_seed, \
     fast_batches, normalize, to_device_tensors
-from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_checkpoint
+from .checkpoints import (CheckpointError, DiskFullError, restore_rng_states, rng_states,
+                          save_checkpoint)
 from .config import RunConfig
 from .data import CifarData, usable_cpus
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
-from .launch import in_notebook, launched_by
+from .launch import in_notebook, launched_by, setting
 from .recipes import Recipe
 from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
@@ -423,7 +424,13 @@ class Trainer:
             self.best_val_accuracy = entry["val_accuracy"]
         if not self.context.is_main:
             return
-        save_checkpoint(self.checkpoint_path, self.state(epoch))
+        try:
+            save_checkpoint(self.checkpoint_path, self.state(epoch))
+        except DiskFullError as error:
+            held = f"it holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
+            raise DiskFullError(error.errno, f"{error}. Training stopped after epoch {epoch} "
+                                f"({held}); with room again, continue with "
+                                f"{setting('resume', True)}") from None
         if improved:
             save_checkpoint(self.best_path, {"model": self.evaluated_network.state_dict(),
                                              "epoch": epoch, "val_accuracy": entry["val_accuracy"],
