@@ -230,3 +230,22 @@ def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_pat
                           resume=True).fit()
     assert result.epochs_completed == 2
     assert "the run is already complete, nothing is trained" in capsys.readouterr().out
+
+
+def test_a_full_disk_at_checkpoint_time_stops_training_and_says_how_to_resume(tmp_path, monkeypatch):
+    import shutil
+
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3))
+    trainer.fit()  # three epochs saved
+    full = shutil._ntuple_diskusage(10**9, 10**9, 0)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: full)
+    longer = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
+    with pytest.raises(DiskFullError) as error:
+        longer.fit()
+    assert "Training stopped after epoch 4 (it holds epoch 3)" in str(error.value)
+    assert "`resume=True`" in str(error.value) and str(tmp_path) in str(error.value)
+    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 3
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
