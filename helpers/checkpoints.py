@@ -129,13 +129,26 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return state
 
 
-def save_weights(path: str, network: torch.nn.Module, architecture: str) -> None:
+def save_weights(path: str, network: torch.nn.Module, architecture: str,
+                 test_time_augmentation: Optional[dict] = None) -> None:
     """model.pt: the network's state_dict in half precision on the CPU (about 9.4 MB for the
-    reference network) and the name of its architecture, so that it cannot be loaded into
-    another one by mistake. Enough to evaluate and predict; loadable with weights_only=True."""
+    reference network), the name of its architecture, so that it cannot be loaded into another
+    one by mistake, and the test-time augmentation its accuracy was measured with, so that it
+    is evaluated and predicts the same way. Loadable with weights_only=True."""
     state = {name: (value.half() if value.is_floating_point() else value).detach().cpu()
              for name, value in network.state_dict().items()}
-    atomic_write(path, lambda file: torch.save({"architecture": architecture, "model": state}, file))
+    content = {"architecture": architecture, "model": state}
+    if test_time_augmentation is not None:
+        content["test_time_augmentation"] = test_time_augmentation
+    atomic_write(path, lambda file: torch.save(content, file))
+
+
+def weights_record(path: str, name: str = "model_weights") -> Dict[str, Any]:
+    """What a weights file records beside its tensors (architecture, test-time augmentation);
+    {} for a bare state_dict or a file of other code."""
+    content = _load(path, f"{name}={path!r}")
+    return {key: value for key, value in content.items() if key not in STATE_DICT_KEYS} \
+        if isinstance(content, dict) and not _is_state_dict(content) else {}
 
 
 # Where other code keeps a state_dict inside a saved dict (pytorch-cifar's {"net": ...}, a

@@ -21,14 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import pipeline as stages  # noqa: E402
 from .config import (PARAMETERS, ConfigError, RunConfig, make_config,  # noqa: E402
                      unknown_parameter_message)
-from .launch import started_from_command_line  # noqa: E402
 from .values import Flag  # noqa: E402
 from .distributed import close_distributed  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     """Options named as the notebook's parameters; values are parsed and checked by make_config."""
-    started_from_command_line()  # messages from here on name --options
     # No abbreviations: `--epoch 1` must not quietly mean `--epochs 1` (or anything else).
     parser = argparse.ArgumentParser(prog="python -m helpers.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -65,7 +63,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
             print(stages.quality_report(run, data, test))
         stages.evaluation_figures(run, data, test)
         stages.error_figures(run, data, test)
-        stages.submit(run, result)
+        submitted = stages.submit(run, result)
+        if run.context.is_main and run.config.kaggle_test_pkl is not None:
+            print(submitted)
         return stages.finish(run, data, result, test)
     finally:
         plt.close("all")

@@ -90,7 +90,7 @@ class CifarData:
 
 # --- sources ---------------------------------------------------------------------------------
 
-ARCHIVE_BYTES = 170_498_071  # cifar-10-python.tar.gz as published
+ARCHIVE_NAME, ARCHIVE_BYTES = "cifar-10-python.tar.gz", 170_498_071  # as published
 DOWNLOAD_STALL_S = 60  # seconds without a byte after which a download counts as failed
 
 
@@ -136,7 +136,7 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
     no bytes for DOWNLOAD_STALL_S seconds stops, and its partial archive is removed."""
     from torchvision.datasets import CIFAR10
 
-    archive = os.path.join(data_dir, CIFAR10.filename)
+    archive = os.path.join(data_dir, ARCHIVE_NAME)
     had_archive = os.path.exists(archive)
     try:
         with network_time_limit(DOWNLOAD_STALL_S):

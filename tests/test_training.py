@@ -213,7 +213,7 @@ def test_a_new_run_into_a_training_runs_folder_is_refused_and_names_resume(tmp_p
     from helpers.config import ConfigError
 
     tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
-    with pytest.raises(ConfigError, match="already holds a training run.*resume=True"):
+    with pytest.raises(ConfigError, match="already holds a training run.*`resume=True`"):
         stages.start(tiny_config(tmp_path, epochs=1))
     assert stages.start(tiny_config(tmp_path, epochs=2, resume=True)).resume_state["epoch"] == 1
 
