@@ -52,6 +52,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     run = stages.start(parse_args(argv))
     try:
         if run.context.is_main:
+            print(stages.heading(run).replace("**", "").replace("`", ""))
             print(stages.describe(run))
         data = stages.load(run)
         stages.data_figures(run, data)

@@ -162,6 +162,42 @@ def load_members(paths: Tuple[str, ...], architecture: Optional[str],
     return networks
 
 
+def _source_words(config: RunConfig) -> str:
+    return {"torchvision": f"CIFAR-10 as torchvision downloads it into `{config.data_dir}`",
+            "folder": f"the image folders in `{config.data_dir}`",
+            "synthetic": "SYNTHETIC images (not CIFAR-10)"}[config.data_source]
+
+
+def _images_words(size: Optional[int], split: str) -> str:
+    return f"{size:,} class-balanced {split} images" if size else f"all {split} images"
+
+
+def heading(run: Run) -> str:
+    """What this run does, in a sentence of Markdown, and the parameters set away from their
+    defaults: the opening of every executed notebook (and of the command line's output), so
+    that saved outputs always say which run made them."""
+    config = run.config
+    tested = _images_words(config.test_subset, "test")
+    if config.evaluate_only:
+        weights = " and ".join(f"`{path}`" for path in config.model_weights)
+        does = f"evaluates {weights}, trained elsewhere, on {tested} of {_source_words(config)}"
+    else:
+        held_out = f"{config.val_size:,} of them held out for validation" if config.val_size else \
+            "none held out for validation"
+        epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
+        if run.resume_state is not None:
+            epochs = f"epochs {run.resume_state['epoch'] + 1} to {config.epochs} (resumed)"
+        does = (f"trains the `{config.architecture}` network with the {run.recipe.name} recipe "
+                f"for {epochs} (seed {config.seed}) on "
+                f"{_images_words(config.train_subset, 'training')} of {_source_words(config)}, "
+                f"{held_out}, and tests it on {tested}")
+    changed = [f"`{name}={shown!r}`" for name, declared in PARAMETERS.items()
+               for value in [getattr(config, name)] for shown in [config.to_dict()[name]]
+               if value != declared.default]
+    return (f"**This run** {does}; its files go to `{config.output_dir}`.\n\n"
+            f"Parameters set away from their defaults: {', '.join(changed) or 'none'}.")
+
+
 def describe(run: Run) -> str:
     """The run's recipe, every setting resolved; or, for an evaluation, the run that trained
     each weights file (from the metrics.json beside it) and the test-time augmentation used."""
