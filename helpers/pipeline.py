@@ -382,9 +382,9 @@ def conclusions(run: Run, data: CifarData, metrics: dict,
                      f"epochs on {data.origins['train'].name}, {metrics['wall_time_s']:.0f} s on "
                      f"{metrics['device']} ({metrics['training_step']} step).")
     if "0–999" in origin.name:
-        lines.append("Images 0–999 are a sample of the official test set: about half a point easier "
-                     "than all 10,000 (measured with JPEG-trained networks), and the interval above "
-                     "is their sampling spread.")
+        lines.append("Images 0–999 are a sample of the official test set: the interval above is "
+                     "their sampling spread, and how an accuracy on them compares with one on all "
+                     "10,000 is not yet measured.")
     elif "JPEG mirror" in origin.name:
         lines.append("The JPEG mirror's test images are lossy copies: accuracies on them run below "
                      "the official images'.")
