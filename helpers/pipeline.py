@@ -29,7 +29,7 @@ from . import plots
 from .augment import augment_batch, draw_parameters, epoch_generator, to_device_tensors
 from .checkpoints import load_checkpoint, load_resumable, load_weights, read_weights, save_weights
 from .config import PARAMETERS, ConfigError, RunConfig, check_writable, resolve_device
-from .data import CifarData, load_data, summarize
+from .data import CifarData, load_data, summarize, usable_cpus
 from .distributed import DistributedContext, init_distributed, main_rank_first
 from .evaluation import (NO_TTA, Ensemble, TestEvaluation, TestTimeAugmentation,
                          average_probabilities, format_accuracy, format_per_class, from_logits,
@@ -69,6 +69,10 @@ def start(config: RunConfig) -> Run:
     """Resolve device, recipe and ranks; check outputs, weights files, the resume checkpoint and
     the Kaggle pickle now, so that a mistake costs seconds, not a training run."""
     device = resolve_device(config)
+    if device.type == "cpu" and torch.get_num_threads() > usable_cpus():
+        # torch starts a thread per core of the host; in a container allowed fewer CPUs, the
+        # extra threads only wait for each other.
+        torch.set_num_threads(usable_cpus())
     context = init_distributed(device.type == "cuda")
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)

@@ -135,3 +135,14 @@ def test_a_trained_model_records_the_test_time_augmentation_of_its_accuracy(tmp_
     assert metrics["test_time_augmentation"] == "flip"
     os.remove(run.path("metrics.json"))  # the record in model.pt alone
     assert recorded_tta(run.path("model.pt")) == TestTimeAugmentation(flip=True)
+
+
+def test_on_a_cpu_torch_uses_no_more_threads_than_the_process_may_use_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "usable_cpus", lambda: 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(2, threads))
+        stages.start(tiny(tmp_path, device="cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
