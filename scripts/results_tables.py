@@ -265,8 +265,6 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
-                          "evaluations": evaluations_table(evaluations, calibration, offset,
-                                                           link="results/"),
                           "mirror-cost": mirror_cost_table(evaluations),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
