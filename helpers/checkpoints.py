@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ExplainedError
+from .launch import setting
 
 CHECKPOINT_FORMAT = 1
 
@@ -120,8 +121,9 @@ def _load(path: str, what: str) -> Any:
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint with weights_only=True; a missing or damaged file says so plainly."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (run once with "
-                              "resume=False, or point output_dir at the earlier run)")
+        raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (train it first, "
+                              f"with {setting('resume', False)}, or point output_dir at the "
+                              "earlier run)")
     state = _load(path, f"checkpoint {path!r}")
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path!r} has no 'model' entry; it is not a "

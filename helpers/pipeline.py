@@ -102,10 +102,13 @@ def start(config: RunConfig) -> Run:
         checkpoint = os.path.join(config.output_dir, "checkpoint.pt")
         resume_state = load_resumable(checkpoint, config)
         if resume_state["epoch"] > config.epochs:
+            done = resume_state["epoch"]
             raise ConfigError(f"resume=True, epochs={config.epochs}: {checkpoint!r} already holds "
-                              f"{resume_state['epoch']} epochs, so that run is complete. Set "
-                              f"epochs above {resume_state['epoch']} to train it longer, or evaluate "
-                              "its model.pt with model_weights (and resume=False)")
+                              f"{done} epochs, so that run is complete. Set more epochs to train "
+                              f"it longer (e.g. {setting('epochs', done + 1)}), or evaluate its "
+                              "model.pt with "
+                              f"{setting('model_weights', os.path.join(config.output_dir, 'model.pt'))}"
+                              f" and {setting('resume', False)}")
     return Run(config, recipe, device, context, resume_state, tta, tta_source)
 
 

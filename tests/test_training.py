@@ -223,7 +223,8 @@ def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_pat
 
     tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
     with pytest.raises(ConfigError, match=r"epochs=1: .* already holds 2 epochs, so that run is "
-                                          r"complete\. Set epochs above 2 to train it longer"):
+                                          r"complete\. Set more epochs to train it longer \(e\.g\. "
+                                          r"`epochs=3`\)"):
         stages.start(tiny_config(tmp_path, epochs=1, resume=True))
     # Just as many: nothing to train, and the log says so (the weights are evaluated as usual).
     result = tiny_trainer(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"),
