@@ -82,8 +82,9 @@ def setting(name: str, value: Any, started: str = "") -> str:
 
 
 def rerun_hint(started: str = "") -> str:
-    """How to start the run again where it was started."""
+    """How to start the run again where it was started, after a setting() ("set `resume =
+    True` in the parameters cell and run the notebook again from there")."""
     started = started or launcher()
-    return {NOTEBOOK: "run the notebook again from its parameters cell",
+    return {NOTEBOOK: "run the notebook again from there",
             PAPERMILL: "run papermill again", COMMAND_LINE: "run the command again",
             PYTHON: "start the run again"}[started]

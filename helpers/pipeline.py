@@ -294,8 +294,8 @@ def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult
         raise ConfigError(
             f"this run has already trained into output_dir={config.output_dir!r} ("
             f"{_checkpoint_epoch(run)}): training again would overwrite it. To continue it, "
-            f"{rerun_hint()} with {setting('resume', True)}; to train anew, {rerun_hint()} "
-            f"with another folder, e.g. {setting('output_dir', config.output_dir + '-2')}")
+            f"set {setting('resume', True)} and {rerun_hint()}; to train anew, set another "
+            f"folder, e.g. {setting('output_dir', config.output_dir + '-2')}, and {rerun_hint()}")
     if network in _TRAINED and run.resume_state is None:
         raise ConfigError("this network has been trained already, by an earlier run of the "
                           "training step: build a fresh one first (the notebook's Model cell, "
