@@ -12,4 +12,15 @@ plots      figures: take data, return a matplotlib figure
 inference  predict() and the Kaggle submission (with a restricted unpickler)
 report     metrics.json and the final summary
 pipeline   the stages strung together, shared by the notebook and `python -m helpers.cli`
+launch     how a run was started, to word messages as it is typed there
+environment a torch and torchvision that belong together
 """
+from .environment import PackageError, require_matching_torchvision
+from .launch import in_notebook
+
+try:
+    require_matching_torchvision()
+except PackageError as error:
+    if in_notebook():
+        raise  # shown as its one-line message
+    raise SystemExit(f"error: {error}") from None  # one line, not a traceback

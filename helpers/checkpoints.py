@@ -6,11 +6,13 @@ types, so `torch.load(..., weights_only=True)` reads them and a crafted file can
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import random
 import re
+import shutil
 import tempfile
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ExplainedError
+from .launch import setting
 
 CHECKPOINT_FORMAT = 1
 
@@ -32,22 +35,53 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call write(file) on a temporary file in path's folder, fsync it, then rename it to path."""
+class DiskFullError(ExplainedError, OSError):
+    """An output could not be written for lack of space (a full disk, or a quota)."""
+
+    def __str__(self) -> str:
+        return self.strerror  # the explanation, without OSError's "[Errno 28]"
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(path: str, size: int, free: Optional[int] = None) -> DiskFullError:
+    folder = os.path.dirname(os.path.abspath(path))
+    room = f", {free / 1e6:,.1f} MB free there" if free is not None else ""
+    kept = f"; the previous {os.path.basename(path)} is intact" if os.path.exists(path) else ""
+    return DiskFullError(errno.ENOSPC, f"not enough space to write {os.path.basename(path)} into "
+                         f"{folder!r} (it needs {size / 1e6:,.1f} MB{room}){kept}: free some "
+                         "space there, or write to a folder on another disk")
+
+
+def atomic_write(path: str, write: Callable[[io.BytesIO], None]) -> None:
+    """Call write(buffer) to serialise in memory, check that path's folder has room for it,
+    then write it to a temporary file beside path, fsync it and rename it to path. A crash, a
+    kill or a full disk leaves the previous file intact and no partial one (a write that runs
+    out of space raises DiskFullError, naming the folder and the size)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    buffer = io.BytesIO()
+    write(buffer)
+    content = buffer.getbuffer()
+    free = shutil.disk_usage(folder).free
+    if len(content) > free:
+        raise _no_space(path, len(content), free)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                             suffix=".tmp")
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; outputs are not
-
         with os.fdopen(handle, "wb") as file:
-            write(file)
+            file.write(content)
             file.flush()
-            os.fsync(file.fileno())
+            os.fsync(file.fileno())  # a quota or a network disk may report no space only here
         os.replace(temporary, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(temporary):
+    except BaseException as error:
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise _no_space(path, len(content)) from None
         raise
 
 
@@ -87,8 +121,9 @@ def _load(path: str, what: str) -> Any:
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint with weights_only=True; a missing or damaged file says so plainly."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (run once with "
-                              "resume=False, or point output_dir at the earlier run)")
+        raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (train it first, "
+                              f"with {setting('resume', False)}, or point output_dir at the "
+                              "earlier run)")
     state = _load(path, f"checkpoint {path!r}")
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path!r} has no 'model' entry; it is not a "
@@ -96,13 +131,26 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return state
 
 
-def save_weights(path: str, network: torch.nn.Module, architecture: str) -> None:
+def save_weights(path: str, network: torch.nn.Module, architecture: str,
+                 test_time_augmentation: Optional[dict] = None) -> None:
     """model.pt: the network's state_dict in half precision on the CPU (about 9.4 MB for the
-    reference network) and the name of its architecture, so that it cannot be loaded into
-    another one by mistake. Enough to evaluate and predict; loadable with weights_only=True."""
+    reference network), the name of its architecture, so that it cannot be loaded into another
+    one by mistake, and the test-time augmentation its accuracy was measured with, so that it
+    is evaluated and predicts the same way. Loadable with weights_only=True."""
     state = {name: (value.half() if value.is_floating_point() else value).detach().cpu()
              for name, value in network.state_dict().items()}
-    atomic_write(path, lambda file: torch.save({"architecture": architecture, "model": state}, file))
+    content = {"architecture": architecture, "model": state}
+    if test_time_augmentation is not None:
+        content["test_time_augmentation"] = test_time_augmentation
+    atomic_write(path, lambda file: torch.save(content, file))
+
+
+def weights_record(path: str, name: str = "model_weights") -> Dict[str, Any]:
+    """What a weights file records beside its tensors (architecture, test-time augmentation);
+    {} for a bare state_dict or a file of other code."""
+    content = _load(path, f"{name}={path!r}")
+    return {key: value for key, value in content.items() if key not in STATE_DICT_KEYS} \
+        if isinstance(content, dict) and not _is_state_dict(content) else {}
 
 
 # Where other code keeps a state_dict inside a saved dict (pytorch-cifar's {"net": ...}, a
@@ -212,8 +260,11 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
     import ast
 
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if torch.cuda.is_available():
+        # Saved on a machine with more GPUs, or fewer: the GPUs both machines have get theirs
+        # back, the others keep their own (a run uses the first GPUs, or one per rank).
+        for index, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
     np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32),
                          states["numpy_pos"], 0, 0.0))
     random.setstate(ast.literal_eval(states["python"]))

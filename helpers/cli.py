@@ -22,7 +22,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import pipeline as stages  # noqa: E402
 from .config import (PARAMETERS, ConfigError, RunConfig, make_config,  # noqa: E402
                      unknown_parameter_message)
-from .launch import started_from_command_line  # noqa: E402
 from .values import Flag  # noqa: E402
 from .distributed import close_distributed  # noqa: E402
 
@@ -49,11 +48,11 @@ def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
     return make_config(**vars(known))
 
 
-def where_written(run: stages.Run, figures: Iterable[str], submission: Optional[str]) -> str:
+def where_written(run: stages.Run, figures: Iterable[str]) -> str:
     """The last lines of a run: its files and figures, by the folders they are in."""
     names = ["metrics.json", *(() if run.config.evaluate_only else
                                ("model.pt", "checkpoint.pt", "best.pt"))]
-    names += [os.path.basename(submission)] if submission else []
+    names += ["submission.csv"] if run.config.kaggle_test_pkl is not None else []
     written = [name for name in names if os.path.exists(run.path(name))]
     lines = [f"files in {os.path.abspath(run.config.output_dir)}: {', '.join(written)}"]
     if figures:
@@ -68,6 +67,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     run = stages.start(parse_args(argv))
     try:
         if run.context.is_main:
+            print(stages.heading(run).replace("**", "").replace("`", ""))
             print(stages.describe(run))
         data = stages.load(run)
         figures = stages.data_figures(run, data)
@@ -79,10 +79,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
             print(stages.quality_report(run, data, test))
         figures.update(stages.evaluation_figures(run, data, test))
         figures.update(stages.error_figures(run, data, test))
-        submission = stages.submit(run, result)
+        submitted = stages.submit(run, result)
+        if run.context.is_main and run.config.kaggle_test_pkl is not None:
+            print(submitted)
         metrics = stages.finish(run, data, result, test)
         if run.context.is_main:
-            print(where_written(run, figures, submission))
+            print(where_written(run, figures))
         return metrics
     finally:
         plt.close("all")

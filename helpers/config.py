@@ -140,7 +140,7 @@ class RunConfig:
         "training step compiled (True) or eager (False); auto: the fastest verified on a GPU "
         "of this kind, eager on a CPU", when=training, resumable=True)
     num_workers: Optional[int] = parameter(None, OrNone(integer(0)), 'DataLoader workers for '
-                                           'pipeline "dataloader" (None: one per core)',
+                                           'pipeline "dataloader" (None: one per CPU this process may use)',
                                            when=dataloader_pipeline, resumable=True)
     eval_batch_size: int = parameter(1024, integer(1), "images per evaluation batch", resumable=True)
     progress: str = parameter("auto", Choice("auto", "bar", "lines", "none",

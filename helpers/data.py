@@ -6,12 +6,15 @@ evaluation of given weights loads only the test images. Augmentation lives in `a
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -87,7 +90,8 @@ class CifarData:
 
 # --- sources ---------------------------------------------------------------------------------
 
-ARCHIVE_BYTES = 170_498_071  # cifar-10-python.tar.gz as published
+ARCHIVE_NAME, ARCHIVE_BYTES = "cifar-10-python.tar.gz", 170_498_071  # as published
+DOWNLOAD_STALL_S = 60  # seconds without a byte after which a download counts as failed
 
 
 def check_download(data_dir: str) -> None:
@@ -113,17 +117,38 @@ def check_download(data_dir: str) -> None:
                         "and extract it anew")
 
 
+@contextlib.contextmanager
+def network_time_limit(seconds: float) -> Iterator[None]:
+    """Every socket opened inside waits at most `seconds` for a connection or for the next
+    bytes. torchvision opens its download without a time limit, so a stalled connection (a
+    proxy, a captive portal, a dropped Wi-Fi) would otherwise wait forever."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def load_torchvision(data_dir: str, split: str) -> ImageSet:
     """One split of the official CIFAR-10 through torchvision, which downloads it into data_dir
-    if absent and checks every file against its published MD5 checksum."""
+    if absent and checks every file against its published MD5 checksum. A download that gets
+    no bytes for DOWNLOAD_STALL_S seconds stops, and its partial archive is removed."""
     from torchvision.datasets import CIFAR10
 
+    archive = os.path.join(data_dir, ARCHIVE_NAME)
+    had_archive = os.path.exists(archive)
     try:
-        images = CIFAR10(root=data_dir, train=split == "train", download=True)
+        with network_time_limit(DOWNLOAD_STALL_S):
+            images = CIFAR10(root=data_dir, train=split == "train", download=True)
     except Exception as error:  # URLError, timeouts: all mean the same fix
+        if not had_archive and os.path.exists(archive):
+            os.remove(archive)  # a partial download, which the next run would take as damaged
+        stalled = f"no answer for {DOWNLOAD_STALL_S:g} s: " if isinstance(error, TimeoutError) or \
+            "timed out" in str(error) else ""
         raise DataError(
             f"could not download or read the official CIFAR-10 into data_dir={data_dir!r} "
-            f"({type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
+            f"({stalled}{type(error).__name__}: {error}). Offline, put cifar-10-python.tar.gz from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
             f"run again, or read image folders with {setting('data_source', 'folder')} and "
             f"{setting('data_dir', 'FOLDER')} ({FOLDER_LAYOUT}; the README's 'Without "
@@ -185,10 +210,43 @@ def read_image(path: str, label: int = 0) -> Tuple[np.ndarray, bytes]:
     return pixels, file_digest(label, content)
 
 
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
+    """The CPUs a container's quota allows (docker --cpus 1.5: 1.5), from cgroup v2's cpu.max or
+    v1's cfs files; None where there is no quota or no cgroup file system."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as file:
+            quota, period = file.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as file:
+            quota = int(file.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as file:
+            period = int(file.read())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: those it may run on (taskset, a batch scheduler), or
+    fewer where a container's quota allows fewer. os.cpu_count() counts the host's cores, so a
+    1-CPU container on a 64-core host would start 64 workers."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
 def read_images(paths: List[str], labels: np.ndarray) -> Tuple[np.ndarray, str]:
     """Decode many files in parallel threads (PIL releases the GIL while decoding); returns
     the images and the `files` fingerprint of their bytes."""
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, usable_cpus() * 2)) as pool:
         decoded = list(pool.map(read_image, paths, [int(label) for label in labels]))
     return np.stack([pixels for pixels, _ in decoded]), combine(digest for _, digest in decoded)
 
@@ -199,7 +257,8 @@ def listing_fingerprint(paths: List[str]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         status = os.stat(path)
-        digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+        # The name as the file system holds it: it need not be valid UTF-8 (an old archive's).
+        digest.update(os.fsencode(path) + f"\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -220,15 +279,17 @@ def read_cache(split_dir: str, listing: str) -> Optional[Tuple[ImageSet, str]]:
         return None
 
 
-def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> bool:
-    """Store the decoded split beside its folder (atomically); False where it is read-only."""
+def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> Optional[str]:
+    """Store the decoded split beside its folder (atomically); where it cannot be stored (a
+    read-only folder, a full disk), why not. The run goes on either way."""
     try:
         atomic_write(cache_path(split_dir), lambda file: np.savez(
             file, images=images.images, labels=images.labels, listing=np.array(listing),
             files=np.array(files)))
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as error:
+        return str(error) if isinstance(error, ExplainedError) else \
+            f"the folder is not writable ({error.strerror})"
 
 
 def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
@@ -242,8 +303,8 @@ def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
         return cached[0], cached[1], "cache"
     pixels, files = read_images(paths, labels)
     images = ImageSet(pixels, labels)
-    how = f"decoded {len(paths)} files" + (", cached" if write_cache(split_dir, listing, images, files)
-                                           else " (folder read-only: not cached)")
+    not_cached = write_cache(split_dir, listing, images, files)
+    how = f"decoded {len(paths)} files" + (f" (not cached: {not_cached})" if not_cached else ", cached")
     return images, files, how
 
 

@@ -9,8 +9,10 @@ Choices, stated once:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -45,6 +47,18 @@ def init_distributed(use_cuda: bool) -> DistributedContext:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistributedContext(dist.get_rank(), world_size, local_rank)
+
+
+@contextlib.contextmanager
+def main_rank_first(context: DistributedContext) -> Iterator[None]:
+    """Rank 0 runs the block first (a download, a cache it writes); the other ranks wait for
+    it, then run the block and find its work done, instead of all writing one folder at once.
+    If rank 0 fails inside, torchrun stops the waiting ranks."""
+    if context.enabled and not context.is_main:
+        dist.barrier()
+    yield
+    if context.enabled and context.is_main:
+        dist.barrier()
 
 
 def close_distributed() -> None:

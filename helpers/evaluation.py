@@ -65,6 +65,36 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                         torch.tensor(float(len(labels)), device=logits.device)])
 
 
+@dataclass(frozen=True)
+class TestTimeAugmentation:
+    """The views of each test image whose logits are averaged (training.tta_views): the image,
+    its mirror (`flip`), copies shifted by +-`translate` pixels. Recorded in model.pt, so that
+    weights are evaluated, and predict, the way their run measured them."""
+
+    __test__ = False  # a class of the project, not a pytest test class
+    flip: bool = False
+    translate: int = 0
+
+    @classmethod
+    def of(cls, recipe) -> "TestTimeAugmentation":
+        return cls(bool(recipe.tta_flip), int(recipe.tta_translate))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TestTimeAugmentation":
+        return cls(bool(values.get("flip", False)), int(values.get("translate", 0)))
+
+    def to_dict(self) -> dict:
+        return {"flip": self.flip, "translate": self.translate}
+
+    def __str__(self) -> str:
+        """"flip", "flip, shifts of ±2 px" or "none"."""
+        views = ["flip"] * self.flip + [f"shifts of ±{self.translate} px"] * bool(self.translate)
+        return ", ".join(views) or "none"
+
+
+NO_TTA = TestTimeAugmentation()
+
+
 class Ensemble(nn.Module):
     """Averages its members' softmax probabilities (see average_probabilities), so prediction
     and TTA work unchanged."""

@@ -1,4 +1,9 @@
-"""Inference: predict() on raw uint8 images, and the Kaggle submission from an unlabeled pickle.
+"""Inference: a Predictor (a network or an ensemble, each member with its test-time
+augmentation), predict() on raw uint8 images, and the Kaggle submission from an unlabeled pickle.
+
+Predictions are made the way the reported test accuracy was measured: the Predictor that the
+evaluation scores is the one that labels submission.csv, and weights loaded from a file use the
+test-time augmentation their run recorded.
 
 The test pickle comes from outside the project, and pickle.load runs whatever code a pickle
 names. It is therefore read with a restricted unpickler that can build only plain containers,
@@ -9,13 +14,17 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from typing import Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from torch import nn
 
 from .augment import to_nchw
-from .checkpoints import atomic_write_text
+from .checkpoints import atomic_write_text, weights_record
+from .evaluation import NO_TTA, TestTimeAugmentation, average_probabilities
+from .results import recorded_run
 from .training import predict_logits
 
 
@@ -110,13 +119,76 @@ def load_kaggle_test(path: str) -> Tuple[np.ndarray, list]:
     return np.ascontiguousarray(data), ids
 
 
-def predict(model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Labels (N,) for uint8 RGB images (N, 32, 32, 3): normalized as in training, eval mode."""
+def recorded_tta(weights: str) -> Optional[TestTimeAugmentation]:
+    """The test-time augmentation a weights file's run measured its accuracy with: as model.pt
+    records it, or (files from before it did) as the metrics.json beside it says; None where
+    neither says."""
+    recorded = weights_record(weights).get("test_time_augmentation")
+    if isinstance(recorded, dict):
+        return TestTimeAugmentation.from_dict(recorded)
+    run = recorded_run(weights)
+    if run is not None and "recipe_settings" in run:
+        settings = run["recipe_settings"]
+        return TestTimeAugmentation(bool(settings["tta_flip"]), int(settings.get("tta_translate", 0)))
+    return None
+
+
+@dataclass
+class Predictor:
+    """A network, or an ensemble of several, each with the test-time augmentation it is
+    evaluated with; an ensemble averages its members' probabilities (average_probabilities)."""
+
+    members: List[Tuple[nn.Module, TestTimeAugmentation]]
+    batch_size: int = 1024
+    amp_dtype: Optional[torch.dtype] = None
+
+    def member_logits(self, images: torch.Tensor) -> List[torch.Tensor]:
+        """Each member's logits (N, 10) for uint8 images (N, 3, 32, 32), with its own views."""
+        return [predict_logits(network, images, self.batch_size, tta.flip, self.amp_dtype,
+                               tta_translate=tta.translate) for network, tta in self.members]
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The prediction's logits (N, 10); an ensemble's are the log of the mean probability."""
+        logits = self.member_logits(images)
+        return logits[0] if len(logits) == 1 else average_probabilities(logits)
+
+    @property
+    def test_time_augmentation(self) -> str:
+        """"flip", "none", or per member where members differ: "flip; none"."""
+        views = [str(tta) for _, tta in self.members]
+        return views[0] if len(set(views)) == 1 else "; ".join(views)
+
+
+def load_predictor(weights: Union[str, Sequence[str]], batch_size: int = 1024) -> Predictor:
+    """A Predictor of one model.pt, or an ensemble of several, each with the test-time
+    augmentation its run recorded (none where nothing is recorded)."""
+    from .pipeline import load_members  # the stage that reads weights files
+
+    paths = (weights,) if isinstance(weights, (str, os.PathLike)) else tuple(weights)
+    networks = load_members(tuple(map(str, paths)), None)
+    return Predictor([(network, recorded_tta(str(path)) or NO_TTA)
+                      for network, path in zip(networks, paths)], batch_size)
+
+
+def predict(model: Union[Predictor, nn.Module], images: np.ndarray, batch_size: int = 1024,
+            tta: Optional[TestTimeAugmentation] = None) -> np.ndarray:
+    """Labels (N,) for uint8 RGB images (N, 32, 32, 3), normalized as in training, in eval mode.
+
+    `model` is a Predictor (load_predictor('model.pt') reads the test-time augmentation its run
+    measured with), or a network with the `tta` to use, which must then be given: a label made
+    with other views than the reported accuracy's differs from it for no stated reason."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"predict expects uint8 images of shape (N, 32, 32, 3), got "
                          f"{images.dtype} {images.shape}")
-    return predict_logits(model, to_nchw(images), batch_size).argmax(1).cpu().numpy()
+    if not isinstance(model, Predictor):
+        if tta is None:
+            raise ValueError("predict(network, images) needs tta=: the test-time augmentation the "
+                             "network's accuracy was measured with (TestTimeAugmentation() for "
+                             "none, TestTimeAugmentation(flip=True) for the improved recipe); "
+                             "or pass load_predictor('model.pt'), which reads it from the file")
+        model = Predictor([(model, tta)], batch_size)
+    return model.logits(to_nchw(images)).argmax(1).cpu().numpy()
 
 
 def write_submission(path: str, ids: Sequence, labels: np.ndarray) -> None:

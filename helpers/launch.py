@@ -16,13 +16,13 @@ from typing import Any
 NOTEBOOK, PAPERMILL, COMMAND_LINE, PYTHON = "notebook", "papermill", "command line", "python"
 PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects for -p
 
-_command_line = False  # set by helpers/cli.py
+CLI_MODULE = "helpers.cli"
 
 
-def started_from_command_line() -> None:
-    """Called by helpers/cli.py: messages from now on speak in --options."""
-    global _command_line
-    _command_line = True
+def _run_as_command_line() -> bool:
+    """Whether this process was started as `python -m helpers.cli` (torchrun starts it so too)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == CLI_MODULE
 
 
 def launched_by(program: str) -> bool:
@@ -55,7 +55,7 @@ def in_notebook() -> bool:
 def launcher() -> str:
     """NOTEBOOK, PAPERMILL, COMMAND_LINE or PYTHON: how the running pipeline was started.
     papermill is recognised by its process, or by the parameters cell it injected."""
-    if _command_line:
+    if _run_as_command_line():
         return COMMAND_LINE
     shell = _kernel_shell()
     if shell is None:
@@ -82,8 +82,9 @@ def setting(name: str, value: Any, started: str = "") -> str:
 
 
 def rerun_hint(started: str = "") -> str:
-    """How to start the run again where it was started."""
+    """How to start the run again where it was started, after a setting() ("set `resume =
+    True` in the parameters cell and run the notebook again from there")."""
     started = started or launcher()
-    return {NOTEBOOK: "run the notebook again from its parameters cell",
+    return {NOTEBOOK: "run the notebook again from there",
             PAPERMILL: "run papermill again", COMMAND_LINE: "run the command again",
             PYTHON: "start the run again"}[started]

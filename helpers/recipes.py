@@ -1,8 +1,8 @@
 """The training recipes. Every setting of a recipe lives here, in one frozen Recipe.
 
 "reference" is the Spring 2025 report's recipe, built from the notebook's optimizer parameters.
-"improved" is a fixed set of ingredients known to work on CIFAR-10 (see ../shared/RECIPES.md);
-its ablation on the validation split (README, results/ablation/) kept every one of them.
+"improved" is a fixed set of ingredients known to work on CIFAR-10 (each with its source below and
+in docs/method.md); its ablation on the validation split (results/ablation/) kept every one.
 `recipe_overrides` changes single settings of either recipe, checked by `apply_overrides`.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torchvision
@@ -23,21 +23,47 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
-def git_commit() -> Optional[str]:
-    """The commit of the code that ran, with '+dirty' when files were changed; None outside git."""
-    here = os.path.dirname(os.path.abspath(__file__))
+COMMIT_VARIABLE = "CIFAR10_RESNET_COMMIT"  # the commit, where the code travels without .git
+NO_COMMIT = ("unknown", "")
+
+
+def git_commit(folder: str = os.path.dirname(os.path.abspath(__file__))) -> Optional[str]:
+    """The commit of the code that ran, with '+dirty' when files were changed; None where it
+    cannot be known (commit_and_reason says why)."""
+    return commit_and_reason(folder)[0]
+
+
+def commit_and_reason(folder: str = os.path.dirname(os.path.abspath(__file__))
+                      ) -> Tuple[Optional[str], Optional[str]]:
+    """(commit, note): the note says why git could not tell the commit (None where it could)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
+        asked = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                               text=True, timeout=10)
+        if asked.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=folder, capture_output=True, text=True, timeout=10)
+            return asked.stdout.strip() + ("+dirty" if dirty.stdout.strip() else ""), None
+        said = (asked.stderr.strip().splitlines() or ["no message"])[0]
+        if "not a git repository" in said:
+            why = "this copy of the code has no .git folder"
+        elif "dubious ownership" in said:
+            why = ("git refuses the repository because another user owns it (git config "
+                   "--global --add safe.directory REPO allows it)")
+        else:
+            why = f"git answered: {said}"
+    except FileNotFoundError:
+        why = "git is not installed"
+    except (OSError, subprocess.SubprocessError) as error:
+        why = f"git did not answer ({type(error).__name__})"
+    given = os.environ.get(COMMIT_VARIABLE, "").strip()
+    if given not in NO_COMMIT:
+        return given, f"{why}; the commit is as {COMMIT_VARIABLE} gives it"
+    return None, f"{why}; set {COMMIT_VARIABLE} to record it"
 
 
 def build_metrics(*, config, recipe, data, device, params: int, result, test) -> dict:
     """Everything a reader needs to judge the run, as plain JSON-friendly values."""
+    commit, commit_note = commit_and_reason()
     metrics = {
         "architecture": config.architecture,
         "params": params,
@@ -71,7 +97,8 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
-        "commit": git_commit(),
+        "commit": commit,
+        "commit_note": commit_note,  # why git could not tell the commit; null where it did
         "reference_test_accuracy": REFERENCE_TEST_ACCURACY,
     }
     if config.evaluate_only:

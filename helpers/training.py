@@ -16,9 +16,10 @@ from torch import nn
 
 from .augment import dataloader_batches, epoch_batches, epoch_generator, epoch_seed, \
     fast_batches, normalize, to_device_tensors
-from .checkpoints import CheckpointError, restore_rng_states, rng_states, save_checkpoint
+from .checkpoints import (CheckpointError, DiskFullError, restore_rng_states, rng_states,
+                          save_checkpoint)
 from .config import RunConfig
-from .data import CifarData
+from .data import CifarData, usable_cpus
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
@@ -324,7 +325,7 @@ class Trainer:
         workers = self.config.num_workers
         return dataloader_batches(self.data.train.images, self.data.train.labels,
                                   self.recipe.augmentation, self.config.batch_size, generator,
-                                  num_workers=(os.cpu_count() or 1) if workers is None else workers,
+                                  num_workers=usable_cpus() if workers is None else workers,
                                   pin_memory=self.device.type == "cuda", **shard)
 
     def state(self, epoch: int) -> dict:
@@ -445,8 +446,9 @@ class Trainer:
         except KeyboardInterrupt:
             done = epoch - 1
             self.log(f"\nInterrupted during epoch {epoch}. "
-                     + (f"{self.checkpoint_path} holds epoch {done}; to continue, {rerun_hint()} "
-                        f"with the same parameters and {setting('resume', True)}."
+                     + (f"{self.checkpoint_path} holds epoch {done}; to continue, set "
+                        f"{setting('resume', True)}, the other parameters as they were, and "
+                        f"{rerun_hint()}."
                         if done >= 1 else "No epoch was completed."))
             raise
         return TrainingResult(self.evaluated_network, self.history, self.best_val_accuracy,
@@ -462,7 +464,13 @@ class Trainer:
             self.best_val_accuracy = entry["val_accuracy"]
         if not self.context.is_main:
             return
-        save_checkpoint(self.checkpoint_path, self.state(epoch))
+        try:
+            save_checkpoint(self.checkpoint_path, self.state(epoch))
+        except DiskFullError as error:
+            held = f"it holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
+            raise DiskFullError(error.errno, f"{error}. Training stopped after epoch {epoch} "
+                                f"({held}); with room again, continue with "
+                                f"{setting('resume', True)}") from None
         if improved:
             save_checkpoint(self.best_path, {"model": self.evaluated_network.state_dict(),
                                              "epoch": epoch, "val_accuracy": entry["val_accuracy"],

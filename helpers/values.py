@@ -184,8 +184,10 @@ class Choice(Kind):
 
 
 class Path(Kind):
-    """A file or folder name. An integer is taken as its digits (papermill's guess for
-    `-p output_dir 2024`); from a float or a boolean the typed text cannot be recovered."""
+    """A file or folder name; a leading ~ is the user's home folder, as in a shell (papermill
+    and notebooks pass the text on unexpanded). An integer is taken as its digits (papermill's
+    guess for `-p output_dir 2024`); from a float or a boolean the typed text cannot be
+    recovered."""
 
     expected, accepts = "a path", "path"
 
@@ -196,7 +198,7 @@ class Path(Kind):
             raise NotOfKind(self.expected, typed_as_text=True)
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
             raise NotOfKind("a non-empty path")
-        return str(value)
+        return os.path.expanduser(os.fspath(value))
 
 
 class Paths(Kind):
@@ -208,7 +210,7 @@ class Paths(Kind):
         if isinstance(value, str):
             if value.strip()[:1] in "[(":
                 value = literal(value)
-            elif "," in value and not os.path.exists(value):
+            elif "," in value and not os.path.exists(os.path.expanduser(value)):
                 value = [part.strip() for part in value.split(",")]
         paths = value if isinstance(value, (list, tuple)) else [value]
         if not paths:

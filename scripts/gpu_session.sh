@@ -1,15 +1,39 @@
 #!/usr/bin/env bash
-# The GPU work of issue #18, in stages, for a lent GPU (one H200, 15 minutes in all).
+# The GPU measurements still open, in priority order, for one lent H200 (15 minutes in all,
+# start-up and transfers included; at most 10 minutes a command).
 #
 #   bash scripts/gpu_session.sh prepare            here, before the session: .gpu1 .gpu2 .gpu3
 #   bash scripts/gpu_session.sh STAGE [STAGE ...]  on the GPU machine, from the repository root
 #
 # The official images travel in three parts, one with each of three back-to-back calls of the
-# device tool (../shared/device/README.md), each call naming its folder in `carry`:
+# device tool (../shared/device/README.md), each call naming its folder in `carry`. Nothing
+# heavy runs before the reference recipe, which answers the main question:
 #
 #   call 1, carry .gpu1:  COMMIT=<sha> bash scripts/gpu_session.sh data1 stepcheck
-#   call 2, carry .gpu2:  COMMIT=<sha> bash scripts/gpu_session.sh data2 throughput profile
-#   call 3, carry .gpu3:  COMMIT=<sha> bash scripts/gpu_session.sh data3 reference offset improved
+#   call 2, carry .gpu2:  COMMIT=<sha> bash scripts/gpu_session.sh data2
+#   call 3, carry .gpu3:  COMMIT=<sha> bash scripts/gpu_session.sh data3 reference improved offset
+#   call 4, only with 4 minutes or more left:  ... throughput profile   (or: seeds)
+#
+# then give the GPU back. Call 3 runs the notebook under papermill: the reference recipe (75
+# epochs, all 50,000 official training images, val_size 0, tested on official test images
+# 0-999, seed 0; compiled only if call 1's step check passed, else eager), then the improved
+# recipe the same way, then airbench94 on the same images (3 runs: the 0-999 offset), packing
+# results after each, as far as its 10 minutes allow.
+#
+# How long each took the last time it ran on an H200 (2026-11-26, torch 2.11, JPEG mirror):
+#   data1 / data2 / data3   not yet run on a GPU (here: 5-10 s each, with 16 cores fewer)
+#   stepcheck               not yet run on a GPU (estimated 1 minute: compiling and capturing)
+#   reference               156 s of training (eager), about 200 s with loading and testing
+#   improved                195 s of training (eager), about 240 s in all
+#   offset                  not yet run (airbench94: seconds per run, plus its compilation)
+#   throughput / profile    17 s / 41 s
+#
+# After the session, at once: unpack $OUT/results.tar.gz into the repository (`tar -xzf`),
+# commit the results/ folders (at most two model.pt tracked: the best of each recipe), make the
+# reference run's executed notebook the committed one with
+#   python scripts/render_notebook.py --executed results/reference-official-seed0/final-code.executed.ipynb
+# (it drops papermill's injected cell, so the notebook still runs its own parameters cell), and
+# regenerate the tables: python scripts/results_tables.py.
 #
 # Later sessions: seeds (seeds 1 and 2 of both recipes), concurrency (K runs at once against
 # one), ablation (the full-length ablation on a validation split). A stage whose data is

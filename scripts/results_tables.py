@@ -1,5 +1,5 @@
-"""The generated tables of README.md and results/README.md, and the measured results in the
-notebook's title cell, from the committed runs under results/ and the parameters' declarations.
+"""The generated tables of README.md and results/README.md, from the committed runs under
+results/ and the parameters' declarations.
 
     python scripts/results_tables.py           rewrite the generated blocks
     python scripts/results_tables.py --check   exit 1 if a block is not what the files say
@@ -28,15 +28,13 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.config import PARAMETERS, make_config  # noqa: E402
-from helpers.report import REFERENCE_TEST_ACCURACY  # noqa: E402
+from helpers.config import PARAMETERS  # noqa: E402
 from helpers.results import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
-                             load_runs, measured_lines, recipe_label, recorded_run)
+                             load_runs, recipe_label, recorded_run)
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
 OFFICIAL_SAMPLE = "official test images 0–999"
-NOTEBOOK = "final-code.ipynb"
 
 
 def read_calibration(results_dir: str, name: str) -> dict:
@@ -262,77 +260,27 @@ def render(page: str, blocks: Dict[str, str], name_of_page: str = "README.md") -
     return page
 
 
-def notebook_summary(runs: List[dict], evaluations: List[dict]) -> str:
-    """The notebook's first screen: the report's number beside what was measured."""
-    return "\n".join([f"The report: **{REFERENCE_TEST_ACCURACY:.2f} %** on all 10,000 official test "
-                      "images. Measured by this project (every number from `results/`, with its "
-                      "data, n and 95 % interval):", "", *measured_lines(runs, evaluations)])
-
-
-def rendering_summary(parameters: dict, runs: List[dict]) -> str:
-    """What the committed notebook's outputs are: the committed run whose settings are the
-    papermill parameters it was rendered with."""
-    if not parameters:
-        return "The outputs below are not from a committed run (no papermill parameters recorded)."
-    wanted = make_config(**parameters).to_dict()
-    run = next((r for r in runs if all(r["config"].get(name) == value for name, value in wanted.items()
-                                       if name not in ("output_dir", "figures_dir", "progress"))), None)
-    if run is None:
-        return f"The outputs below come from papermill parameters {parameters}, which no committed run has."
-    result = f"{accuracy_summary([run], bold=True)}, its files in `results/{run['folder']}`"
-    if "evaluated_weights" in run:
-        return (f"**The outputs below** evaluate `{' + '.join(run['evaluated_weights'])}` on "
-                f"{run['data']['test']['name']}, computed in this rendering on "
-                f"{'a CPU' if run['device'] == 'cpu' else hardware(run)}: "
-                f"{result}. The training history and curves shown were recorded by the weights' "
-                "own run and are labelled so.")
-    return (f"**The outputs below** are a training run: {recipe_label(run)}, trained on "
-            f"{run['data']['train']['name']}, tested on {run['data']['test']['name']}, on "
-            f"{hardware(run)}: {result}.")
-
-
-def notebook_parameters(root: str) -> dict:
-    """The papermill parameters the committed notebook was rendered with."""
-    with open(os.path.join(root, NOTEBOOK)) as file:
-        return json.load(file)["metadata"].get("papermill", {}).get("parameters", {})
-
-
 def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     """Page (relative to the repository) -> its generated blocks."""
     runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
-                          "evaluations": evaluations_table(evaluations, calibration, offset,
-                                                           link="results/"),
                           "mirror-cost": mirror_cost_table(evaluations),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs, calibration, offset),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
-                "ablation": ablation_table(results_dir)},
-            NOTEBOOK: {"results": notebook_summary(runs, evaluations),
-                       "rendering": rendering_summary(notebook_parameters(root), runs + evaluations)}}
+                "ablation": ablation_table(results_dir)}}
 
 
 def read_page(path: str) -> str:
-    """A page's text; of the notebook, its first (title) cell's."""
     with open(path) as file:
-        if not path.endswith(".ipynb"):
-            return file.read()
-        return "".join(json.load(file)["cells"][0]["source"])
+        return file.read()
 
 
 def write_page(path: str, text: str) -> None:
-    if not path.endswith(".ipynb"):
-        with open(path, "w") as file:
-            file.write(text)
-        return
-    with open(path) as file:
-        notebook = json.load(file)
-    notebook["cells"][0]["source"] = text.splitlines(keepends=True)
     with open(path, "w") as file:
-        json.dump(notebook, file, indent=1, ensure_ascii=False)
-        file.write("\n")
+        file.write(text)
 
 
 def main() -> None:

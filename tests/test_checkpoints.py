@@ -243,3 +243,61 @@ def test_a_file_without_weights_says_what_it_holds(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds a dict with keys \['accuracy', 'epoch'\], "
                                               "and no network weights"):
         load_weights(path, build_resnet())
+
+
+def test_a_disk_without_room_for_the_file_is_named_with_the_size_before_anything_is_written(
+        tmp_path, monkeypatch):
+    import shutil
+
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    path = str(tmp_path / "checkpoint.pt")
+    save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 1})
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage",
+                        lambda folder: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
+    with pytest.raises(DiskFullError) as error:
+        save_checkpoint(path, {"model": {"w": torch.zeros(10_000)}, "epoch": 2})
+    message = str(error.value)
+    assert "not enough space to write checkpoint.pt into" in message and str(tmp_path) in message
+    assert "it needs 0.0" in message and "0.0 MB free there" in message
+    assert "the previous checkpoint.pt is intact" in message and "[Errno" not in message
+    assert load_checkpoint(path)["epoch"] == 1 and os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])
+def test_a_write_refused_for_space_midway_leaves_no_partial_file(tmp_path, monkeypatch, code):
+    import errno
+
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    path = str(tmp_path / "metrics.json")
+    atomic_write_json(path, {"epoch": 1})
+
+    def refuse(descriptor):  # a quota or a network disk says so only when the data is flushed
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(checkpoints.os, "fsync", refuse)
+    with pytest.raises(DiskFullError, match=r"not enough space to write metrics.json .*it needs"):
+        atomic_write_json(path, {"epoch": 2})
+    assert os.listdir(tmp_path) == ["metrics.json"]
+    monkeypatch.undo()
+    assert open(path).read() == '{\n  "epoch": 1\n}\n'
+
+
+def test_random_states_saved_with_more_gpus_restore_on_a_machine_with_fewer(monkeypatch):
+    from helpers.checkpoints import restore_rng_states, rng_states
+
+    states = rng_states()
+    states["cuda"] = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append(device))
+    restore_rng_states(states)
+    assert restored == [0]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # more GPUs than were saved
+    restored.clear()
+    restore_rng_states(states)
+    assert restored == [0, 1]

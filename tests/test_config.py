@@ -350,3 +350,18 @@ def test_an_evaluation_takes_only_the_test_time_settings_of_a_recipe():
                                       recipe_overrides="tta_flip=False")).tta_flip is False
     with pytest.raises(ConfigError, match=r"recipe_overrides \['cutout_size'\] have no effect here"):
         resolve_recipe(make_config(model_weights="a.pt", recipe_overrides={"cutout_size": 0}))
+
+
+def _path_parameters():
+    from helpers.config import PARAMETERS
+    from helpers.values import Path, Paths
+
+    return [name for name, p in PARAMETERS.items()
+            if isinstance(getattr(p.kind, "kind", p.kind), (Path, Paths))]
+
+
+@pytest.mark.parametrize("name", _path_parameters())
+def test_every_path_parameter_takes_a_leading_tilde_as_the_home_folder(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    value = getattr(make_config(**{name: "~/runs/a"}), name)
+    assert (value if isinstance(value, str) else value[0]) == str(tmp_path / "runs" / "a")

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import write_image_folder
 from helpers.config import make_config
@@ -155,6 +156,33 @@ def test_torchvision_offline_says_where_to_put_the_archive(monkeypatch, tmp_path
     monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
     with pytest.raises(DataError, match="cifar-10-python.tar.gz.*data_source='folder'"):
         load_data(make_config(data_dir=str(tmp_path)))
+
+
+def test_a_stalled_download_stops_with_the_offline_message_and_leaves_no_partial_archive(
+        monkeypatch, tmp_path):
+    import socket
+    import time
+
+    from torchvision.datasets import CIFAR10
+
+    from helpers import data
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{silent.getsockname()[1]}/c.tar.gz")
+    monkeypatch.setattr(data, "DOWNLOAD_STALL_S", 0.5)
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataError, match=r"no answer for 0.5 s.*Offline, put cifar-10-python"):
+            load_data(make_config(data_dir=str(tmp_path)))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 30
+    assert not os.path.exists(tmp_path / CIFAR10.filename)
+    assert socket.getdefaulttimeout() is None  # the limit applied to the download only
 
 
 def test_impossible_labels_and_shapes_stop_the_run():
@@ -333,3 +361,55 @@ def test_a_class_balanced_subset_larger_than_a_class_allows_is_refused(image_fol
         load_data(folder_config(image_folder, val_size=0, test_subset=56))
     assert np.all(np.bincount(load_data(folder_config(image_folder, val_size=0, test_subset=20))
                               .test.labels, minlength=10) == 2)
+
+
+def test_a_file_name_that_is_not_valid_utf8_is_read_as_the_file_system_gives_it(image_folder):
+    import shutil
+
+    cat = os.path.join(image_folder, "train", "cat")
+    first = os.path.join(cat, sorted(os.listdir(cat))[0])
+    # Latin-1 "café.png" from an old archive: byte 0xE9 alone is not UTF-8.
+    shutil.copy(first, os.path.join(os.fsencode(cat), b"caf\xe9.png"))
+    data = load_data(folder_config(image_folder, val_size=0))
+    assert np.bincount(data.train.labels)[CIFAR10_CLASSES.index("cat")] == 7
+
+
+def test_usable_cpus_are_those_the_process_may_run_on_not_the_hosts(monkeypatch):
+    from helpers import data
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # taskset -c 3
+    monkeypatch.setattr(data, "cgroup_cpu_quota", lambda: None)
+    assert data.usable_cpus() == 1
+
+
+def test_a_container_cpu_quota_caps_the_usable_cpus(monkeypatch, tmp_path):
+    from helpers import data
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert data.cgroup_cpu_quota(str(tmp_path)) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert data.cgroup_cpu_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    os.makedirs(tmp_path / "cpu")
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1, --cpus 1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert data.cgroup_cpu_quota(str(tmp_path)) == 1.0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(data, "cgroup_cpu_quota", lambda: 1.5)
+    assert data.usable_cpus() == 2
+
+
+def test_dataloader_workers_default_to_the_usable_cpus(monkeypatch, tmp_path):
+    from helpers import training
+    from helpers.model import build_model
+    from helpers.recipes import resolve_recipe
+
+    monkeypatch.setattr(training, "usable_cpus", lambda: 1)
+    chosen = {}
+    monkeypatch.setattr(training, "dataloader_batches", lambda *args, **kwargs: chosen.update(kwargs))
+    config = make_config(data_source="synthetic", pipeline="dataloader", train_subset=40,
+                         val_size=0, output_dir=str(tmp_path))
+    trainer = training.Trainer(config, resolve_recipe(config), load_data(config), build_model(),
+                               torch.device("cpu"))
+    trainer.batches(1)
+    assert chosen["num_workers"] == 1

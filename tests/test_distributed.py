@@ -54,3 +54,26 @@ def test_only_rank_zero_logs_and_writes(runs):
     assert logs[2].count("epoch   1/1") == 1
     assert os.path.exists(folder / "ranks2" / "metrics.json")
     assert os.path.exists(folder / "ranks2" / "figures" / "confusion_matrix.png")
+
+
+def test_under_torchrun_rank_zero_downloads_first_while_the_others_wait(tmp_path):
+    """Each rank logs when it enters and leaves the block; rank 0 takes a second inside."""
+    log = tmp_path / "order.txt"
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "from helpers.distributed import init_distributed, main_rank_first, close_distributed\n"
+        "context = init_distributed(False)\n"
+        "def note(what):\n"
+        f"    with open({str(log)!r}, 'a') as file: file.write(f'{{what}} {{context.rank}}\\n')\n"
+        "with main_rank_first(context):\n"
+        "    note('enter')\n"
+        "    time.sleep(1.0 if context.rank == 0 else 0)\n"
+        "    note('leave')\n"
+        "close_distributed()\n")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node=2", str(script)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log.read_text().split("\n")[:4] == ["enter 0", "leave 0", "enter 1", "leave 1"]

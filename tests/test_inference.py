@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from torch import nn
+
+from helpers.evaluation import NO_TTA, TestTimeAugmentation
 from helpers.inference import (SubmissionError, load_kaggle_test, predict, safe_load_pickle,
                                write_submission)
 from helpers.model import build_resnet
@@ -24,14 +27,92 @@ def write_pickle(path, content, protocol=pickle.HIGHEST_PROTOCOL):
 def test_predict_returns_one_label_per_image_in_eval_mode():
     network = tiny_network().train()
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    labels = predict(network, images, batch_size=2)
+    labels = predict(network, images, batch_size=2, tta=NO_TTA)
     assert labels.shape == (5,) and labels.dtype.kind == "i" and not network.training
-    assert np.array_equal(labels, predict(network, images, batch_size=5))
+    assert np.array_equal(labels, predict(network, images, batch_size=5, tta=NO_TTA))
 
 
 def test_predict_rejects_images_that_are_not_uint8_nhwc():
     with pytest.raises(ValueError, match="uint8 images of shape"):
-        predict(tiny_network(), np.zeros((2, 3, 32, 32), np.uint8))
+        predict(tiny_network(), np.zeros((2, 3, 32, 32), np.uint8), tta=NO_TTA)
+
+
+def test_predict_with_a_bare_network_must_be_told_its_test_time_augmentation():
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"needs tta=.*load_predictor\('model.pt'\)"):
+        predict(tiny_network(), images)
+
+
+class LeftOrRight(nn.Module):
+    """Class 0 if the left half of the image is brighter, class 1 if the right half is: its
+    mirror answers the other way, so flip test-time augmentation ties the two (class 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # predict_logits reads the device from it
+
+    def forward(self, x):
+        left, right = x[..., :16].mean((1, 2, 3)), x[..., 16:].mean((1, 2, 3))
+        rest = torch.full((len(x), 8), -1e9)
+        return torch.cat([left[:, None], right[:, None], rest], 1)
+
+
+def right_bright_images(count=6):
+    images = np.zeros((count, 32, 32, 3), np.uint8)
+    images[:, :, 16:] = 200
+    return images
+
+
+def test_a_weights_file_predicts_with_the_test_time_augmentation_it_records(tmp_path):
+    from helpers.checkpoints import save_weights
+    from helpers.inference import load_predictor
+
+    path = str(tmp_path / "model.pt")
+    network = build_resnet()
+    save_weights(path, network, "resnet", TestTimeAugmentation(flip=True).to_dict())
+    model = load_predictor(path)
+    assert model.test_time_augmentation == "flip"
+    save_weights(path, network, "resnet")  # a file from before model.pt recorded it
+    assert load_predictor(path).test_time_augmentation == "none"
+
+
+def test_a_weights_file_without_a_record_uses_what_the_metrics_beside_it_say(tmp_path):
+    import json
+
+    from helpers.checkpoints import save_weights
+    from helpers.inference import recorded_tta
+
+    path = str(tmp_path / "model.pt")
+    save_weights(path, build_resnet(), "resnet")
+    assert recorded_tta(path) is None
+    with open(tmp_path / "metrics.json", "w") as file:
+        json.dump({"recipe_settings": {"tta_flip": True, "tta_translate": 2}}, file)
+    assert recorded_tta(path) == TestTimeAugmentation(flip=True, translate=2)
+
+
+def test_the_submission_is_labelled_the_way_the_test_accuracy_was_measured(tmp_path):
+    from helpers import pipeline as stages
+    from helpers.config import make_config
+    from helpers.data import CifarData, ImageSet
+    from helpers.distributed import DistributedContext
+    from helpers.recipes import resolve_recipe
+    from helpers.training import TrainingResult
+
+    images = right_bright_images()
+    kaggle = write_pickle(tmp_path / "test.pkl", {b"data": images, b"ids": list(range(6))})
+    config = make_config(recipe="improved", data_source="synthetic", kaggle_test_pkl=kaggle,
+                         output_dir=str(tmp_path))
+    run = stages.Run(config, resolve_recipe(config), torch.device("cpu"), DistributedContext(),
+                     tta=(TestTimeAugmentation(flip=True),))
+    data = CifarData(ImageSet(images[:0], np.zeros(0, np.int64)), ImageSet(images[:0], np.zeros(0, np.int64)),
+                     ImageSet(images, np.ones(6, np.int64)), "synthetic")
+    result = TrainingResult(LeftOrRight())
+    measured = stages.evaluate_test(run, data, result)
+    assert "with the test-time augmentation of the test accuracy (flip)" in stages.submit(run, result)
+    with open(tmp_path / "submission.csv") as file:
+        submitted = [int(row.split(",")[1]) for row in file.read().splitlines()[1:]]
+    assert submitted == list(measured.predicted) == [0] * 6  # without the flip: 1 each
+    assert list(predict(LeftOrRight(), images, tta=NO_TTA)) == [1] * 6
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "rows"])

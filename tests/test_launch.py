@@ -19,3 +19,17 @@ def test_values_with_spaces_or_brackets_are_quoted_for_the_shell():
 
 def test_plain_python_is_neither_a_notebook_nor_papermill():
     assert launcher() == PYTHON
+
+
+def test_the_command_line_speaks_in_options(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")  # a training run's folder
+    result = subprocess.run([sys.executable, "-m", "helpers.cli", "--data_source", "synthetic",
+                             "--output_dir", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 2 and "Continue it with `--resume True`" in result.stderr

@@ -68,6 +68,30 @@ def test_smoke_run_writes_checkpoints_metrics_and_figures(smoke_run):
                                           "val_accuracy", "seconds"}
 
 
+def images_in(notebook_path):
+    with open(notebook_path) as file:
+        cells = json.load(file)["cells"]
+    return sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+
+
+def test_a_headless_render_under_the_agg_backend_holds_its_figures(smoke_run):
+    _, executed, _ = smoke_run
+    assert os.environ["MPLBACKEND"] == "Agg"  # as servers and CI set it; the kernel inherits it
+    assert images_in(executed) == len(FIGURES)
+
+
+def test_the_executed_notebook_opens_by_saying_which_run_it_is(smoke_run):
+    folder, executed, _ = smoke_run
+    with open(executed) as file:
+        cells = json.load(file)["cells"]
+    config_cell = next(c for c in cells if "".join(c["source"]).startswith("config = "))
+    opening = "".join(o["data"]["text/markdown"] for o in config_cell["outputs"]
+                      if "text/markdown" in o.get("data", {}))
+    assert opening.startswith("**This run** trains the `resnet` network with the reference "
+                              "recipe for 1 epoch (seed 0) on 512 class-balanced training images")
+    assert f"`output_dir='{folder / 'outputs'}'`" in opening and "`epochs=1`" in opening
+
+
 def test_smoke_run_shows_the_model_and_says_loudly_that_the_data_is_synthetic(smoke_run):
     _, executed, _ = smoke_run
     text = stream_text(executed)
@@ -183,6 +207,55 @@ def test_an_evaluation_shows_the_weights_own_run_and_loads_no_training_images(sm
     assert "an evaluation loads no training images" in text and "train:" not in text.split("class")[0]
     assert sorted(os.listdir(tmp_path / "out" / "figures")) == sorted(
         f"{name}.png" for name in FIGURES if name != "augmented_samples")
+
+
+def test_the_committed_notebook_runs_its_parameters_cell_with_no_rendering_left_in_it():
+    with open(NOTEBOOK) as file:
+        notebook = json.load(file)
+    tags = [tag for cell in notebook["cells"] for tag in cell["metadata"].get("tags", [])]
+    assert tags.count("parameters") == 1 and "injected-parameters" not in tags
+    markdown = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    assert "<!-- generated" not in markdown and "The outputs below evaluate" not in markdown
+    assert not {"input_path", "output_path"} & set(notebook["metadata"].get("papermill", {}))
+
+
+def test_run_all_runs_the_parameters_cell_as_a_person_edited_it(tmp_path):
+    """What Jupyter's Run All and `jupyter nbconvert --execute` do: every cell in order, with
+    no papermill; the parameters cell edited as the README says."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    edits = {"epochs": 1, "data_source": "synthetic", "train_subset": 200, "val_size": 20,
+             "test_subset": 100, "batch_size": 50, "output_dir": str(tmp_path / "mine")}
+    cell, = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    cell.source = "\n".join(f"{line.split('=')[0].strip()} = {edits[line.split('=')[0].strip()]!r}"
+                            if line.split("=")[0].strip() in edits else line
+                            for line in cell.source.splitlines())
+    NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    with open(tmp_path / "mine" / "metrics.json") as file:
+        metrics = json.load(file)
+    assert metrics["epochs_completed"] == 1 and metrics["test_images"] == 100
+
+
+def test_a_rendering_keeps_the_outputs_and_drops_the_injected_cell(smoke_run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", os.path.join(ROOT, "scripts", "render_notebook.py"))
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    _, executed, _ = smoke_run
+    with open(executed) as file:
+        executed = json.load(file)
+    with open(NOTEBOOK) as file:
+        template = json.load(file)
+    rendered = render.without_injected_parameters(executed, template)
+    assert [c["source"] for c in rendered["cells"]] == [c["source"] for c in template["cells"]]
+    assert sum(len(c.get("outputs", [])) for c in rendered["cells"]) >= 10
+    assert "input_path" not in rendered["metadata"]["papermill"]
+    template["cells"][2]["source"] = ["changed since"]
+    with pytest.raises(SystemExit, match="another version of the notebook"):
+        render.without_injected_parameters(executed, template)
 
 
 def test_the_committed_notebook_shows_a_real_run_without_errors_or_local_paths():

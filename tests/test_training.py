@@ -228,7 +228,7 @@ def test_a_new_run_into_a_training_runs_folder_is_refused_and_names_resume(tmp_p
     from helpers.config import ConfigError
 
     tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
-    with pytest.raises(ConfigError, match="already holds a training run.*resume=True"):
+    with pytest.raises(ConfigError, match="already holds a training run.*`resume=True`"):
         stages.start(tiny_config(tmp_path, epochs=1))
     assert stages.start(tiny_config(tmp_path, epochs=2, resume=True)).resume_state["epoch"] == 1
 
@@ -238,10 +238,30 @@ def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_pat
 
     tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
     with pytest.raises(ConfigError, match=r"epochs=1: .* already holds 2 epochs, so that run is "
-                                          r"complete\. Set epochs above 2 to train it longer"):
+                                          r"complete\. Set more epochs to train it longer \(e\.g\. "
+                                          r"`epochs=3`\)"):
         stages.start(tiny_config(tmp_path, epochs=1, resume=True))
     # Just as many: nothing to train, and the log says so (the weights are evaluated as usual).
     result = tiny_trainer(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"),
                           resume=True).fit()
     assert result.epochs_completed == 2
     assert "the run is already complete, nothing is trained" in capsys.readouterr().out
+
+
+def test_a_full_disk_at_checkpoint_time_stops_training_and_says_how_to_resume(tmp_path, monkeypatch):
+    import shutil
+
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3))
+    trainer.fit()  # three epochs saved
+    full = shutil._ntuple_diskusage(10**9, 10**9, 0)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: full)
+    longer = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
+    with pytest.raises(DiskFullError) as error:
+        longer.fit()
+    assert "Training stopped after epoch 4 (it holds epoch 3)" in str(error.value)
+    assert "`resume=True`" in str(error.value) and str(tmp_path) in str(error.value)
+    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 3
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]

@@ -1,0 +1,148 @@
+"""The stages run again (a notebook cell run twice) either repeat their work from the same
+starting point or stop and say what to do; an evaluation uses the weights' own test-time
+augmentation unless the parameters choose another."""
+import json
+import os
+
+import pytest
+import torch
+
+from helpers import pipeline as stages
+from helpers.checkpoints import load_checkpoint, save_weights
+from helpers.config import ConfigError, make_config
+from helpers.evaluation import TestTimeAugmentation
+from helpers.model import build_resnet
+
+
+def tiny(output_dir, **overrides):
+    return make_config(**{"data_source": "synthetic", "train_subset": 40, "val_size": 10,
+                          "test_subset": 20, "batch_size": 20, "epochs": 1, "progress": "none",
+                          "output_dir": str(output_dir), **overrides})
+
+
+def started(config):
+    run = stages.start(config)
+    return run, stages.load(run), stages.build_model(run)
+
+
+def test_the_training_step_run_again_for_the_same_run_stops_and_names_resume(tmp_path):
+    run, data, network = started(tiny(tmp_path / "a"))
+    stages.train(run, data, network)
+    before = load_checkpoint(run.path("checkpoint.pt"))["model"]
+    with pytest.raises(ConfigError, match=r"already trained into output_dir=.*holds epoch 1.*"
+                                          r"`resume=True`.*`output_dir=.*a-2'`"):
+        stages.train(run, data, stages.build_model(run))
+    after = load_checkpoint(run.path("checkpoint.pt"))["model"]
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_a_network_trained_once_is_not_trained_again_under_a_new_label(tmp_path):
+    run, data, network = started(tiny(tmp_path / "a"))
+    stages.train(run, data, network)
+    second = stages.start(tiny(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="network has been trained already.*build_model"):
+        stages.train(second, data, network)
+    assert not os.path.exists(second.path("checkpoint.pt"))
+    stages.train(second, data, stages.build_model(second))  # a fresh network trains
+    assert load_checkpoint(second.path("checkpoint.pt"))["epoch"] == 1
+
+
+def test_after_an_interrupt_the_training_step_stops_until_resume_is_set(tmp_path, monkeypatch):
+    from helpers.training import Trainer
+
+    config = tiny(tmp_path, epochs=2)
+    run, data, network = started(config)
+    real_epoch = Trainer.run_epoch
+
+    def interrupted_in_epoch_two(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        stages.train(run, data, network)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match=r"holds epoch 1\).*`resume=True`"):
+        stages.train(run, data, network)
+    assert load_checkpoint(run.path("checkpoint.pt"))["epoch"] == 1
+    resumed = stages.start(tiny(tmp_path, epochs=2, resume=True))
+    result = stages.train(resumed, data, network)  # the same network object: its weights are loaded
+    assert result.epochs_completed == 2 and [h["epoch"] for h in result.history] == [1, 2]
+
+
+def test_an_evaluation_into_the_folder_of_a_finished_evaluation_is_refused(tmp_path):
+    weights = str(tmp_path / "model.pt")
+    save_weights(weights, build_resnet(), "resnet")
+    config = tiny(tmp_path / "eval", model_weights=weights, train_subset=None, val_size=5000,
+                  epochs=75, batch_size=256)
+    run, data, network = started(config)
+    result = stages.train(run, data, network)
+    stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    with pytest.raises(ConfigError, match=r"holds a finished run \(metrics.json, figures\).*"
+                                          r"`output_dir=.*evaluation'`"):
+        stages.start(config)
+
+
+@pytest.fixture
+def flip_weights(tmp_path):
+    path = str(tmp_path / "model.pt")
+    save_weights(path, build_resnet(), "resnet", TestTimeAugmentation(flip=True).to_dict())
+    return path
+
+
+def evaluation(tmp_path, weights, **overrides):
+    return stages.start(make_config(data_source="synthetic", model_weights=weights,
+                                    output_dir=str(tmp_path / "eval"), **overrides))
+
+
+def test_an_evaluation_uses_the_test_time_augmentation_the_weights_record(tmp_path, flip_weights):
+    run = evaluation(tmp_path, flip_weights)
+    assert run.tta == (TestTimeAugmentation(flip=True),) and run.recipe.tta_flip
+    assert "test-time augmentation: flip (as recorded with the weights)" in stages.describe(run)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"recipe_overrides": {"tta_flip": False}}, "none (recipe_overrides ['tta_flip'])"),
+    ({"recipe": "improved", "recipe_overrides": {"tta_translate": 2}},
+     "flip, shifts of ±2 px (recipe_overrides ['tta_translate'])"),
+])
+def test_parameters_that_choose_a_test_time_augmentation_win_over_the_record(
+        tmp_path, flip_weights, overrides, expected):
+    assert f"test-time augmentation: {expected}" in stages.describe(
+        evaluation(tmp_path, flip_weights, **overrides))
+
+
+def test_an_ensemble_evaluates_each_member_with_its_own_test_time_augmentation(tmp_path, flip_weights):
+    plain = str(tmp_path / "plain.pt")
+    save_weights(plain, build_resnet(), "resnet", TestTimeAugmentation().to_dict())
+    run = evaluation(tmp_path, [flip_weights, plain], test_subset=20)
+    data = stages.load(run)
+    result = stages.train(run, data, stages.build_model(run))
+    metrics = stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    assert metrics["test_time_augmentation"] == "flip; none"
+    assert [m["test_time_augmentation"] for m in metrics["ensemble_members"]] == ["flip", "none"]
+    with open(run.path("metrics.json")) as file:
+        assert json.load(file)["test_time_augmentation"] == "flip; none"
+
+
+def test_a_trained_model_records_the_test_time_augmentation_of_its_accuracy(tmp_path):
+    from helpers.inference import recorded_tta
+
+    run, data, network = started(tiny(tmp_path, recipe="improved"))
+    result = stages.train(run, data, network)
+    metrics = stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    assert metrics["test_time_augmentation"] == "flip"
+    os.remove(run.path("metrics.json"))  # the record in model.pt alone
+    assert recorded_tta(run.path("model.pt")) == TestTimeAugmentation(flip=True)
+
+
+def test_on_a_cpu_torch_uses_no_more_threads_than_the_process_may_use_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "usable_cpus", lambda: 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(2, threads))
+        stages.start(tiny(tmp_path, device="cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
