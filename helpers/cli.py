@@ -63,7 +63,6 @@ def where_written(run: stages.Run, figures: Iterable[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     """The notebook's stages in order; figures and files as the notebook writes them."""
-    started_from_command_line()  # messages from here on name --options
     run = stages.start(parse_args(argv))
     try:
         if run.context.is_main:

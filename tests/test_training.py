@@ -99,22 +99,22 @@ def test_interrupt_keeps_the_last_completed_epoch_and_says_how_to_resume(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
-    assert "to continue, start the run again with the same parameters and `resume=True`" in \
-        capsys.readouterr().out
+    assert "to continue, set `resume=True`, the other parameters as they were, and start the run " \
+        "again" in capsys.readouterr().out
 
 
 def test_after_an_interrupt_the_command_line_is_told_its_own_resume_option(tmp_path, monkeypatch, capsys):
     from helpers import launch
 
-    monkeypatch.setattr(launch, "_command_line", True)
+    monkeypatch.setattr(launch, "_run_as_command_line", lambda: True)
     trainer = tiny_trainer(tiny_config(tmp_path, epochs=2, progress="lines"))
     original = trainer.run_epoch
     monkeypatch.setattr(trainer, "run_epoch", lambda epoch: original(epoch) if epoch == 1
                         else (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    assert "to continue, run the command again with the same parameters and `--resume True`" in \
-        capsys.readouterr().out
+    assert "to continue, set `--resume True`, the other parameters as they were, and run the " \
+        "command again" in capsys.readouterr().out
 
 
 def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
