@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 
 import torch
@@ -25,3 +26,28 @@ def finish(result: dict, as_json: bool) -> None:
     """With --json, the last line of the output is the whole result as one JSON object."""
     if as_json:
         print(json.dumps(result))
+
+
+class Tee:
+    """Everything printed goes to the terminal and to a log file."""
+
+    def __init__(self, path: str):
+        self.file, self.stream = open(path, "w"), sys.stdout
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.file.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.file.flush()
+
+
+def start_log(folder: str) -> str:
+    """Print from now on into folder/log.txt as well, starting with the command that ran;
+    returns that command."""
+    os.makedirs(folder, exist_ok=True)
+    sys.stdout = Tee(os.path.join(folder, "log.txt"))
+    command = "python3 " + " ".join(map(shlex.quote, sys.argv))
+    print(f"$ {command}")
+    return command

@@ -4,7 +4,11 @@ config     parameters -> a validated, frozen RunConfig
 recipes    the training recipes ("reference", "improved"), all their settings in one place
 data       data sources, class-balanced subset, stratified validation split, integrity checks
 augment    augmentation: per-image torchvision presets and the batched on-device fast path
-model      the ResNet (BasicBlocks [4, 4, 3] at 64/128/256, 4,697,162 parameters)
+model      the ResNet (BasicBlocks [4, 4, 3] at 64/128/256, 4,697,162 parameters) and its
+           smaller students (width_multiplier, blocks)
+quantization post-training static int8 quantization for CPU inference
+weights    model.pt: the network (float or int8, any size) each weights file rebuilds
+sizes      smaller networks measured side by side, and the size/accuracy table
 training   train_one_epoch, evaluate, the epoch loop with checkpoints and resume
 checkpoints atomic writes and safe (weights_only) checkpoint loading
 distributed torchrun / DistributedDataParallel support

@@ -132,14 +132,16 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def save_weights(path: str, network: torch.nn.Module, architecture: str,
-                 test_time_augmentation: Optional[dict] = None) -> None:
+                 test_time_augmentation: Optional[dict] = None,
+                 record: Optional[Dict[str, Any]] = None) -> None:
     """model.pt: the network's state_dict in half precision on the CPU (about 9.4 MB for the
     reference network), the name of its architecture, so that it cannot be loaded into another
-    one by mistake, and the test-time augmentation its accuracy was measured with, so that it
-    is evaluated and predicts the same way. Loadable with weights_only=True."""
+    one by mistake, the test-time augmentation its accuracy was measured with, so that it
+    is evaluated and predicts the same way, and `record`'s keys (its size: helpers/weights.py).
+    Loadable with weights_only=True."""
     state = {name: (value.half() if value.is_floating_point() else value).detach().cpu()
              for name, value in network.state_dict().items()}
-    content = {"architecture": architecture, "model": state}
+    content = {"architecture": architecture, **(record or {}), "model": state}
     if test_time_augmentation is not None:
         content["test_time_augmentation"] = test_time_augmentation
     atomic_write(path, lambda file: torch.save(content, file))
@@ -151,6 +153,11 @@ def weights_record(path: str, name: str = "model_weights") -> Dict[str, Any]:
     content = _load(path, f"{name}={path!r}")
     return {key: value for key, value in content.items() if key not in STATE_DICT_KEYS} \
         if isinstance(content, dict) and not _is_state_dict(content) else {}
+
+
+def read_file(path: str, name: str = "model_weights") -> Any:
+    """A weights file's whole content (weights_only), or a CheckpointError saying what it is."""
+    return _load(path, f"{name}={path!r}")
 
 
 # Where other code keeps a state_dict inside a saved dict (pytorch-cifar's {"net": ...}, a

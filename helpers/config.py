@@ -21,8 +21,8 @@ import torch
 
 from .launch import PAPERMILL_HEADER
 from .values import (FALSE_WORDS, FRACTION, GAMMA, LEARNING_RATE, MILESTONES, TRUE_WORDS,
-                     Choice, ConfigError, Device, Flag, Kind, OrNone, Path, Paths, Settings,
-                     integer, read_value)
+                     Blocks, Choice, ConfigError, Device, Flag, Kind, Number, OrNone, Path, Paths,
+                     Range, Settings, integer, read_value)
 
 ARCHITECTURES = ("resnet", "se_resnet", "resnext")  # helpers/model.py builds each
 
@@ -61,6 +61,22 @@ def dataloader_pipeline(values: Mapping[str, Any], name: str) -> Optional[str]:
     if values["pipeline"] != "dataloader" and not training(values, name):
         return f"pipeline={values['pipeline']!r} has no DataLoader workers (pipeline='dataloader' has)"
     return training(values, name)
+
+
+def trained_network(values: Mapping[str, Any], name: str) -> Optional[str]:
+    """training runs (an evaluation rebuilds the network each model_weights file records)"""
+    if values["model_weights"] is not None:
+        return (f"model_weights is set, and each weights file records the size of its network "
+                f"(width_multiplier and blocks), which is rebuilt from it: leave {name} at its "
+                f"default, {shown(PARAMETERS[name].default)!r}")
+    return None
+
+
+def quantizing(values: Mapping[str, Any], name: str) -> Optional[str]:
+    """runs with quantize='int8'"""
+    if values["quantize"] != "int8":
+        return f"quantize={values['quantize']!r}: nothing is calibrated (quantize='int8' is)"
+    return None
 
 
 def reads_files(values: Mapping[str, Any], name: str) -> Optional[str]:
@@ -159,6 +175,22 @@ class RunConfig:
     teacher_weights: Optional[Tuple[str, ...]] = parameter(None, OrNone(Paths()), "a model.pt, or "
                                                            "a list of them (averaged), to distil "
                                                            "into the network", when=training)
+    # A smaller student for distillation: the reference body with fewer channels and blocks.
+    width_multiplier: float = parameter(1.0, Number(Range(0.25, 1)), "channels of every layer "
+                                        "times this, rounded to a multiple of 8: 0.5 is the "
+                                        "half-width network (about 1/4 of the parameters), 0.25 "
+                                        "the quarter-width one (about 1/16)",
+                                        when=trained_network)
+    blocks: Tuple[int, ...] = parameter((4, 4, 3), Blocks(), "residual blocks in each of the "
+                                        "three stages", when=trained_network)
+    quantize: str = parameter("off", Choice("off", "int8", aliases={False: "off", None: "off"}),
+                              "int8: post-training static quantization of the tested network "
+                              "for CPU inference (helpers/quantization.py); the int8 network "
+                              "is tested on the CPU, labels the submission and is written as "
+                              "model-int8.pt", resumable=True)
+    calibration_images: int = parameter(1000, integer(10, 50_000), "training images (never test "
+                                        "images), stratified by class, whose activations set "
+                                        "the int8 ranges", when=quantizing, resumable=True)
 
     @property
     def figures_folder(self) -> str:

@@ -5,10 +5,16 @@ assignment's budget of 5,000,000 trainable parameters.
     resnet      the report's network
     se_resnet   the same with squeeze-and-excitation in every block (Hu et al. 2018)
     resnext     grouped-convolution bottleneck blocks (Xie et al. 2017) in the same stages
+
+Smaller students for distillation keep the body and shrink it: a width multiplier scales every
+layer's channels (the term of MobileNets, Howard et al. 2017; parameters fall with its square),
+and `blocks` takes fewer blocks per stage. A NetworkShape names all three choices; model.pt
+records it, so that a file rebuilds its own network.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from dataclasses import dataclass
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -129,6 +135,16 @@ def build_resnet(blocks: Sequence[int] = (4, 4, 3), widths: Sequence[int] = (64,
     return ResNet(blocks, widths, strides, stem_width, num_classes, block)
 
 
+STAGE_WIDTHS = (64, 128, 256)  # the reference network's channels per stage (the stem has 64)
+REFERENCE_BLOCKS = (4, 4, 3)
+
+
+def scaled_width(channels: int, width_multiplier: float) -> int:
+    """channels x width_multiplier, rounded to a multiple of 8 (MobileNet's `make_divisible`:
+    vector units and ResNeXt's 16 groups need round channel counts), at least 8."""
+    return max(8, round(channels * width_multiplier / 8) * 8)
+
+
 _BLOCKS = {
     "resnet": BasicBlock,
     "se_resnet": lambda i, o, s: BasicBlock(i, o, s, squeeze_excitation=True),
@@ -136,12 +152,66 @@ _BLOCKS = {
 }
 
 
-def build_model(architecture: str = "resnet") -> ResNet:
-    """One of ARCHITECTURES on the reference body ([4, 4, 3] blocks at 64/128/256 channels)."""
-    if architecture not in _BLOCKS:
-        raise ConfigError(f"architecture={architecture!r} is not one of "
-                          f"{', '.join(map(repr, ARCHITECTURES))}")
-    return build_resnet(block=_BLOCKS[architecture])
+@dataclass(frozen=True)
+class NetworkShape:
+    """Which network: the block (architecture), the width multiplier and the blocks per stage.
+    The defaults are the report's network."""
+
+    architecture: str = "resnet"
+    width_multiplier: float = 1.0
+    blocks: Tuple[int, ...] = REFERENCE_BLOCKS
+
+    @property
+    def widths(self) -> Tuple[int, ...]:
+        return tuple(scaled_width(channels, self.width_multiplier) for channels in STAGE_WIDTHS)
+
+    @property
+    def is_full_size(self) -> bool:
+        return self.width_multiplier == 1.0 and tuple(self.blocks) == REFERENCE_BLOCKS
+
+    def build(self) -> ResNet:
+        if self.architecture not in _BLOCKS:
+            raise ConfigError(f"architecture={self.architecture!r} is not one of "
+                              f"{', '.join(map(repr, ARCHITECTURES))}")
+        network = build_resnet(self.blocks, self.widths, stem_width=self.widths[0],
+                               block=_BLOCKS[self.architecture])
+        network.shape = self  # what model.pt records (helpers/weights.py)
+        return network
+
+    def to_record(self) -> dict:
+        """The model.pt keys that rebuild this network."""
+        return {"architecture": self.architecture, "width_multiplier": self.width_multiplier,
+                "blocks": list(self.blocks)}
+
+    @classmethod
+    def from_record(cls, record: dict, architecture: str = "resnet") -> "NetworkShape":
+        """The shape a model.pt records; files from before a key existed hold its default."""
+        return cls(record.get("architecture") or architecture,
+                   float(record.get("width_multiplier", 1.0)),
+                   tuple(record.get("blocks", REFERENCE_BLOCKS)))
+
+    def __str__(self) -> str:
+        """"'resnet'", or "'resnet', width_multiplier=0.25, blocks=[2, 2, 2]"."""
+        text = repr(self.architecture)
+        if self.width_multiplier != 1.0:
+            text += f", width_multiplier={self.width_multiplier:g}"
+        if tuple(self.blocks) != REFERENCE_BLOCKS:
+            text += f", blocks={list(self.blocks)}"
+        return text
+
+
+def build_model(architecture: str = "resnet", width_multiplier: float = 1.0,
+                blocks: Sequence[int] = REFERENCE_BLOCKS) -> ResNet:
+    """One of ARCHITECTURES on the reference body ([4, 4, 3] blocks at 64/128/256 channels), or
+    on a smaller one: channels times width_multiplier, `blocks` blocks per stage."""
+    return NetworkShape(architecture, float(width_multiplier), tuple(blocks)).build()
+
+
+def device_of(network: nn.Module) -> torch.device:
+    """Where a network computes: its first parameter's or buffer's device (an int8 network
+    has no parameters, only buffers and packed weights), the CPU if it has neither."""
+    tensors = [*network.parameters(), *network.buffers()]
+    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -27,7 +27,7 @@ import torch
 from . import model as architectures
 from . import plots
 from .augment import augment_batch, draw_parameters, epoch_generator, to_device_tensors
-from .checkpoints import load_checkpoint, load_resumable, load_weights, read_weights, save_weights
+from .checkpoints import load_checkpoint, load_resumable
 from .config import PARAMETERS, ConfigError, RunConfig, check_writable, resolve_device
 from .data import CifarData, load_data, summarize, usable_cpus
 from .distributed import DistributedContext, init_distributed, main_rank_first
@@ -36,14 +36,16 @@ from .evaluation import (NO_TTA, Ensemble, TestEvaluation, TestTimeAugmentation,
                          per_class_scores)
 from .inference import Predictor, load_kaggle_test, predict, recorded_tta, write_submission
 from .launch import rerun_hint, setting
-from .model import REFERENCE_PARAMETER_COUNT, check_parameter_budget, count_parameters
+from .model import REFERENCE_PARAMETER_COUNT, NetworkShape, check_parameter_budget
+from .quantization import INT8, Int8Network, check_available, quantize_result
 from .recipes import EVALUATION_SETTINGS, Recipe, resolve_recipe
-from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics, summary,
-                     write_metrics)
+from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics,
+                     network_words, summary, write_metrics)
 from .results import RESULTS_DIR, hardware, load_runs, measured_lines, recorded_run
 from .step import TrainingStep
 from .training import (Trainer, TrainingResult, format_history, make_optimizer, make_scheduler,
                        resolve_amp)
+from .weights import float_network, load_network, network_record, parameter_count, save_network
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,13 @@ def start(config: RunConfig) -> Run:
                           f"{context.world_size} ranks (it is the global batch)")
     check_writable("output_dir", config.output_dir)
     check_writable("figures_dir", config.figures_folder)
-    check_parameter_budget(architectures.build_model(config.architecture),
-                           f"architecture={config.architecture!r}")
+    shape = network_shape(config)
+    check_parameter_budget(shape.build(), f"architecture={shape}")
     if config.kaggle_test_pkl is not None:
         load_kaggle_test(config.kaggle_test_pkl)
     _check_output_folder(config)
-    if config.evaluate_only:
-        load_members(config.model_weights, config.architecture)
+    _check_quantizable(config, load_members(config.model_weights, config.architecture)
+                       if config.evaluate_only else [])
     if config.teacher_weights is not None:
         load_members(config.teacher_weights, None, "teacher_weights")
     recipe = resolve_recipe(config)
@@ -157,16 +159,30 @@ def _check_output_folder(config: RunConfig) -> None:
                           "or delete that folder to run there again")
 
 
+def _check_quantizable(config: RunConfig, members: List[torch.nn.Module]) -> None:
+    if config.quantize != INT8:
+        return
+    check_available()  # this PyTorch, on this CPU
+    if len(members) > 1:
+        raise ConfigError("quantize='int8' quantizes one network, and model_weights lists "
+                          f"{len(members)}: quantize each model.pt in a run of its own, then "
+                          "list their model-int8.pt files in model_weights as an ensemble")
+    if members and isinstance(members[0], Int8Network):
+        raise ConfigError(f"model_weights={config.model_weights[0]!r} is already int8: set "
+                          "quantize='off' to evaluate it as it is")
+
+
+def network_shape(config: RunConfig) -> NetworkShape:
+    """The network a training run builds: architecture, width multiplier, blocks per stage."""
+    return NetworkShape(config.architecture, config.width_multiplier, config.blocks)
+
+
 def load_members(paths: Tuple[str, ...], architecture: Optional[str],
                  name: str = "model_weights") -> List[torch.nn.Module]:
     """A network per weights file, in eval mode: of `architecture`, or (None) of the one each
-    file records (files from before architectures were recorded hold the reference network)."""
-    networks = []
-    for path in paths:
-        recorded = read_weights(path, name)[1]
-        network = architectures.build_model(architecture or recorded or "resnet")
-        networks.append(load_weights(path, network, architecture, name).eval())
-    return networks
+    file records (files from before architectures were recorded hold the reference network),
+    at the size each file records; an int8 file gives an int8 network."""
+    return [load_network(path, architecture, name) for path in paths]
 
 
 def _source_words(config: RunConfig) -> str:
@@ -216,6 +232,10 @@ def describe(run: Run) -> str:
                       f"  test-time augmentation: {tta} ({run.tta_source})"]
     else:
         lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
+    if run.config.quantize == INT8:
+        lines.append(f"quantize='int8': the tested network is int8, calibrated on "
+                     f"{run.config.calibration_images:,} training images, and computes on the "
+                     "CPU (quantized kernels exist only there), whatever `device` says")
     if run.config.data_source == "synthetic":
         lines.insert(0, f"*** {SYNTHETIC_WARNING} ***")
     return "\n".join(lines)
@@ -251,9 +271,10 @@ def load(run: Run) -> CifarData:
 def build_model(run: Run) -> torch.nn.Module:
     """The run's architecture, initialised from the run's seed; its size is checked."""
     torch.manual_seed(run.config.seed)
-    network = architectures.build_model(run.config.architecture)
-    params = check_parameter_budget(network, f"architecture={run.config.architecture!r}")
-    if run.config.architecture == "resnet":
+    shape = network_shape(run.config)
+    network = shape.build()
+    params = check_parameter_budget(network, f"architecture={shape}")
+    if shape == NetworkShape():
         assert params == REFERENCE_PARAMETER_COUNT, f"{params:,} parameters, expected 4,697,162"
     return network
 
@@ -289,7 +310,7 @@ def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult
         members = load_members(config.model_weights, config.architecture)
         print(f"loaded {', '.join(config.model_weights)}: no training in this run")
         evaluated = members[0] if len(members) == 1 else Ensemble(members)
-        return TrainingResult(evaluated.to(run.device), members=members)
+        return quantize_result(config, data, TrainingResult(evaluated.to(run.device), members=members))
     if "trained" in run.done:
         raise ConfigError(
             f"this run has already trained into output_dir={config.output_dir!r} ("
@@ -311,7 +332,7 @@ def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult
     trainer = Trainer(config, run.recipe, data, network, run.device, run.context, teacher)
     if run.resume_state is not None:
         trainer.resume_from_checkpoint(run.resume_state)
-    return trainer.fit()
+    return quantize_result(config, data, trainer.fit())
 
 
 def _checkpoint_epoch(run: Run) -> str:
@@ -397,8 +418,8 @@ def conclusions(run: Run, data: CifarData, metrics: dict,
                      "the official images'.")
     elif data.is_synthetic:
         lines.append(f"**{SYNTHETIC_WARNING}.**")
-    lines.append(f"The network is {config.architecture!r} with {metrics['params']:,} parameters "
-                 f"(the report's: {REFERENCE_PARAMETER_COUNT:,}).")
+    lines.append(f"The network is {network_words(metrics)} (the report's: "
+                 f"{REFERENCE_PARAMETER_COUNT:,} parameters).")
     measured = measured_lines(load_runs(results_dir or RESULTS_DIR),
                               load_runs(results_dir or RESULTS_DIR, evaluations=True))
     return "\n\n".join([" ".join(lines), "What the recipes and options measured (results/, with "
@@ -411,17 +432,21 @@ def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluati
     precision); rank 0 only. Returns the metrics."""
     network = result.members[0] if result.members else result.network
     metrics = build_metrics(config=run.config, recipe=run.recipe, data=data, device=run.device,
-                            params=count_parameters(network), result=result, test=test)
+                            params=parameter_count(network), result=result, test=test)
+    metrics.update(network_record(network))
     metrics["test_time_augmentation"] = predictor(run, result).test_time_augmentation
     for member, tta in zip(metrics.get("ensemble_members", []), run.tta):
         member["test_time_augmentation"] = str(tta)
     if "submission" in run.done:
         metrics["submission"] = {**run.done["submission"], "path": "submission.csv"}
     if run.context.is_main:
+        if run.config.quantize == INT8:  # the tested int8 network, a weights file like model.pt
+            metrics["quantization"]["file_bytes"] = save_network(
+                run.path("model-int8.pt"), network, test_time_augmentation=run.tta[0].to_dict())
         write_metrics(run.path("metrics.json"), metrics)
         if not run.config.evaluate_only:  # an evaluation has nothing new to save
-            save_weights(run.path("model.pt"), result.network, run.config.architecture,
-                         run.tta[0].to_dict())
+            save_network(run.path("model.pt"), float_network(result.network),
+                         run.config.architecture, run.tta[0].to_dict())
         print(summary(metrics))
     return metrics
 

@@ -115,6 +115,15 @@ def write_metrics(path: str, metrics: dict) -> None:
     atomic_write_json(path, metrics)
 
 
+def network_words(metrics: dict) -> str:
+    """"resnet, 295,706 parameters (width_multiplier 0.25), int8 weights computed on the CPU"."""
+    words = f"{metrics['architecture']}, {metrics['params']:,} parameters"
+    width, blocks = metrics.get("width_multiplier", 1.0), metrics.get("blocks", [4, 4, 3])
+    sizes = [f"width_multiplier {width:g}"] * (width != 1.0) + [f"blocks {blocks}"] * (blocks != [4, 4, 3])
+    words += f" ({', '.join(sizes)})" if sizes else ""
+    return words + (", int8 weights computed on the CPU" if metrics.get("quantization") else "")
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
@@ -132,7 +141,7 @@ def summary(metrics: dict) -> str:
         f"calibration error  {metrics['ece']:.2f} %   (ECE, 15 bins)",
         "best val accuracy  " + (f"{val:.2f} % on {metrics['val_images']:,} validation images"
                                  if val is not None else "n/a (no validation images)"),
-        f"network            {metrics['architecture']}, {metrics['params']:,} parameters",
+        f"network            {network_words(metrics)}",
     ]
     if "evaluated_weights" in metrics:
         lines += [f"weights            {', '.join(metrics['evaluated_weights'])} (not trained here)",

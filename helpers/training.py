@@ -24,6 +24,7 @@ from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
 from .errors import ExplainedError
 from .evaluation import loss_and_hits
 from .launch import in_notebook, launched_by, rerun_hint, setting
+from .model import device_of
 from .recipes import Recipe
 from .step import EAGER, Distillation, TrainingStep, choose_step_kind, prepare_step
 
@@ -224,7 +225,7 @@ def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
     """Logits (float32) for uint8 images (N, 3, 32, 32) on the network's device, in eval mode,
     averaged over the test-time views (see tta_views)."""
     network.eval()
-    device = next(network.parameters()).device
+    device = device_of(network)  # an int8 network: the CPU, wherever the images are
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = normalize(images[start:start + batch_size].to(device).float() / 255)

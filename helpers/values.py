@@ -218,28 +218,45 @@ class Paths(Kind):
         return tuple(Path().read(path) for path in paths)
 
 
-class Milestones(Kind):
-    """Epochs, strictly increasing: [30, 60] (Python or JSON), "30, 60", "30 60", or one."""
-
-    expected = "a list of epochs, e.g. [30, 40, 60, 80]"
-    accepts = "increasing list of epochs"
+class Integers(Kind):
+    """A list of integers: [30, 60] (Python or JSON), "30, 60", "30 60", or one."""
 
     def read(self, value: Any) -> Tuple[int, ...]:
         value = literal(value)
         if isinstance(value, str):
             value = [literal(part) for part in value.replace(",", " ").split()]
-        epochs = []
+        numbers = []
         for item in value if isinstance(value, (list, tuple)) else [value]:
             try:
-                epochs.append(integer().read(item))
+                numbers.append(integer().read(item))
             except NotOfKind:
                 raise NotOfKind(f"{self.expected}; {item!r} is not an integer") from None
-        return tuple(epochs)
+        return tuple(numbers)
+
+
+class Milestones(Integers):
+    """Epochs, strictly increasing: [30, 60] (Python or JSON), "30, 60", "30 60", or one."""
+
+    expected = "a list of epochs, e.g. [30, 40, 60, 80]"
+    accepts = "increasing list of epochs"
 
     def problem(self, epochs: Tuple[int, ...]) -> Optional[str]:
         # Epochs past `epochs` are valid: the reference schedule lists 80 in a 75-epoch run.
         if any(e <= 0 for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
             return "must be strictly increasing positive integers, e.g. [30, 40, 60, 80]"
+        return None
+
+
+class Blocks(Integers):
+    """Residual blocks per stage, one positive integer for each of the network's three stages:
+    [2, 2, 2] (Python or JSON), "2, 2, 2" or "2 2 2"."""
+
+    expected = "three numbers of blocks, one per stage, e.g. [4, 4, 3]"
+    accepts = "list of 3 integers in [1, 16]"
+
+    def problem(self, counts: Tuple[int, ...]) -> Optional[str]:
+        if len(counts) != 3 or not all(1 <= count <= 16 for count in counts):
+            return "must be three integers in [1, 16], one per stage, e.g. [4, 4, 3] or [2, 2, 2]"
         return None
 
 

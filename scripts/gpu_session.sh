@@ -36,9 +36,12 @@
 # regenerate the tables: python scripts/results_tables.py.
 #
 # Later sessions: seeds (seeds 1 and 2 of both recipes), concurrency (K runs at once against
-# one), ablation (the full-length ablation on a validation split). A stage whose data is
-# missing because the machine was replaced between calls falls back to the JPEG mirror (.gpu3
-# carries it) and says so in the log.
+# one), ablation (the full-length ablation on a validation split), distillation (a quarter-width
+# student alone and distilled at full scale: scripts/distillation_cpu.py --train_subset 0
+# --epochs 75 --batch_size 256 --device auto). If the machine was replaced between calls, the
+# official training images are incomplete: the training stages say so and train nothing (the
+# JPEG mirror no longer travels as a fallback: with it, call 3 would carry more than 64 MiB;
+# networks trained on the mirror are measured already), and call 4's stages use the time.
 #
 # Every stage writes into $STAGE/results/ with the layout of this repository's results/, and
 # after every stage $OUT/results.tar.gz holds all of it (unpack with `tar -xzf results.tar.gz`
@@ -52,7 +55,6 @@ OUT=${OUT:-/tmp/gpu-session-out}
 STAGE=${STAGE:-/tmp/gpu-session}
 TINY=${TINY:-0}
 OFFICIAL=.gpu-data/official     # relative: the executed notebooks must not show local paths
-MIRROR=.gpu-data/cifar10-jpeg
 mkdir -p "$OUT" "$STAGE/results"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg CIFAR10_RESNET_COMMIT=${COMMIT:-unknown}
 exec > >(tee -a "$OUT/session.log") 2>&1
@@ -71,9 +73,11 @@ prepare() {  # here, not on the GPU machine: the parts each call carries
     cp $official/data_batch_3.webp $official/data_batch_4.webp .gpu2/
     cp $official/data_batch_5.webp .gpu3/
     cp -r ../shared/device/wheels-py312 .gpu3/
-    cp ../shared/data/cifar10-jpeg-packed.npz ../shared/data/unpack.py .gpu3/ 2>/dev/null || true
-    du -sh .gpu1 .gpu2 .gpu3
-    echo "tracked files: $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) bytes (each call carries these too, 64 MiB at most)"
+    local tracked part
+    tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+    for part in .gpu1 .gpu2 .gpu3; do  # each call carries the tracked files and one part
+        echo "$part: $(( ($(du -sb $part | cut -f1) + tracked) / 1048576 )) MiB with the tracked files (64 MiB at most)"
+    done
 }
 
 data1() { python3 .gpu1/unpack.py "$OFFICIAL" --batches 1 2; }
@@ -87,13 +91,12 @@ data3() {
 
 [ "$TINY" = 1 ] || export PYTHONPATH=/tmp/site:${PYTHONPATH:-}  # papermill, from the wheels
 
-training_data() {  # the official folders if all 50,000 training images arrived, else the mirror
+training_data() {  # the official folders, if all 50,000 training images arrived
     local count
     count=$(find "$OFFICIAL/train" -name '*.png' 2>/dev/null | wc -l)
     if [ "$count" -eq 50000 ]; then DATA=$OFFICIAL; return; fi
-    say "only $count official training images here (machine replaced?): falling back to the JPEG mirror"
-    [ -d "$MIRROR/train" ] || python3 .gpu3/unpack.py "$MIRROR"
-    DATA=$MIRROR
+    say "only $count of the 50,000 official training images are here (was the machine replaced between calls?): nothing trained; use the time for call 4's stages"
+    return 1
 }
 
 stepcheck() {  # stage 1: the compiled and captured steps against the eager one
@@ -130,7 +133,7 @@ notebook_run() {  # folder, then papermill parameters: the notebook itself, 75 e
     local folder=$1; shift
     local target="$STAGE/results/$folder" epochs=75 tiny=()
     [ "$TINY" = 1 ] && epochs=1 tiny=(-p train_subset 500 -p batch_size 64)
-    training_data
+    training_data || return 1
     mkdir -p "$target" && rm -rf "outputs/$folder"
     python3 -m papermill final-code.ipynb "$target/final-code.executed.ipynb" --log-output \
         -p data_source folder -p data_dir "$DATA" -p epochs "$epochs" -p val_size 0 \
@@ -151,7 +154,7 @@ seeds() {
 offset() {  # stage 3: airbench94 on the official training images, tested on images 0-999
     local runs=3
     [ "$TINY" = 1 ] && runs=1
-    training_data
+    training_data || return 1
     python3 scripts/calibrate_mirror.py --measure offset --data_dir "$DATA" --only airbench94 \
         --runs94 $runs --out "$STAGE/results/calibration" 2>&1 | tee "$STAGE/results/calibration-offset-log.txt"
 }
@@ -159,7 +162,7 @@ offset() {  # stage 3: airbench94 on the official training images, tested on ima
 concurrency() {
     local epochs=5
     [ "$TINY" = 1 ] && epochs=1
-    training_data
+    training_data || return 1
     python3 scripts/concurrent_runs.py --runs 4 --out "$STAGE/results/concurrency" -- \
         --epochs $epochs --val_size 0 --data_source folder --data_dir "$DATA" \
         --compile "$(compile_setting)"
@@ -168,7 +171,7 @@ concurrency() {
 ablation() {
     local epochs=75 extra=()
     [ "$TINY" = 1 ] && epochs=1 extra=(-- --train_subset 200 --val_size 50)
-    training_data
+    training_data || return 1
     python3 scripts/ablation.py --data_source folder --data_dir "$DATA" --epochs "$epochs" \
         --variants full --out "$STAGE/results/ablation-official-75epochs" --work /tmp/ablation \
         --deadline_s "${ABLATION_DEADLINE_S:-540}" "${extra[@]}"

@@ -31,6 +31,7 @@ sys.path.insert(0, ROOT)
 from helpers.config import PARAMETERS  # noqa: E402
 from helpers.results import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
                              load_runs, recipe_label, recorded_run)
+from helpers.sizes import size_table  # noqa: E402
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -266,10 +267,12 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
                           "mirror-cost": mirror_cost_table(evaluations),
+                          "sizes": size_table(results_dir, link="results/"),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs, calibration, offset),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
+                "sizes": size_table(results_dir, link=""),
                 "ablation": ablation_table(results_dir)}}
 
 

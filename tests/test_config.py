@@ -254,8 +254,12 @@ PLAUSIBLE = {
                       ('["a.pt", "b.pt"]', ("a.pt", "b.pt")), ("a.pt, b.pt", ("a.pt", "b.pt")),
                       ("2024", ("2024",))],
     "teacher_weights": [("t.pt", ("t.pt",))],
+    "width_multiplier": [("0.5", 0.5), ("0.25", 0.25), ("1", 1.0), (".5", 0.5)],
+    "blocks": [("[2, 2, 2]", (2, 2, 2)), ("2,2,2", (2, 2, 2)), ("2 2 2", (2, 2, 2))],
+    "quantize": [("int8", "int8"), ("INT8", "int8"), ("off", "off"), ("False", "off")],
+    "calibration_images": [("500", 500), ("5e3", 5000)],
 }
-CONTEXT = {"num_workers": {"pipeline": "dataloader"}}
+CONTEXT = {"num_workers": {"pipeline": "dataloader"}, "calibration_images": {"quantize": "int8"}}
 
 
 def test_every_parameter_has_plausible_spellings_to_try():
