@@ -276,13 +276,15 @@ def test_the_committed_notebook_shows_a_real_run_without_errors_or_local_paths()
 
 
 def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path):
-    """nbconvert executes without a browser; the bar it saves is the last one drawn."""
+    """nbconvert executes without a browser; the bar it saves is the last one drawn. (The bar
+    is asked for: progress='auto' draws lines instead where CI is set or papermill started it.)"""
     nbformat = pytest.importorskip("nbformat")
     training = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
                 "from helpers import pipeline as stages\n"
                 "from helpers.config import make_config\n"
                 "run = stages.start(make_config(data_source='synthetic', train_subset=40, "
-                f"val_size=0, test_subset=20, batch_size=8, epochs=2, output_dir={str(tmp_path / 'out')!r}))\n"
+                "val_size=0, test_subset=20, batch_size=8, epochs=2, progress='bar', "
+                f"output_dir={str(tmp_path / 'out')!r}))\n"
                 "data = stages.load(run)\n"
                 "result = stages.train(run, data, stages.build_model(run))")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(training)])
