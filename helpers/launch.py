@@ -25,6 +25,14 @@ def _run_as_command_line() -> bool:
     return getattr(spec, "name", None) == CLI_MODULE
 
 
+def runs_program(arguments: list, program: str) -> bool:
+    """Whether a process's arguments start `program`: its executable or script (`papermill`,
+    `/usr/bin/papermill`, `python /x/bin/papermill`), or `python -m program`; not merely a
+    command that mentions it (`bash -c '... papermill ...'`)."""
+    names = [os.path.basename(argument) for argument in arguments[:2]]
+    return program in names or arguments[1:3] == ["-m", program]
+
+
 def launched_by(program: str) -> bool:
     """Whether a parent process of this one (up to three levels) runs `program`."""
     pid = os.getpid()
@@ -33,8 +41,9 @@ def launched_by(program: str) -> bool:
             with open(f"/proc/{pid}/stat") as stat:
                 pid = int(stat.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if program.encode() in cmdline.read():
-                    return True
+                arguments = [part.decode(errors="replace") for part in cmdline.read().split(b"\0")]
+            if runs_program(arguments, program):
+                return True
         except (OSError, ValueError, IndexError):  # not Linux, or the parent is gone
             return False
     return False

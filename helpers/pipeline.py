@@ -37,6 +37,7 @@ from .evaluation import (NO_TTA, Ensemble, TestEvaluation, TestTimeAugmentation,
 from .inference import Predictor, load_kaggle_test, predict, recorded_tta, write_submission
 from .launch import rerun_hint, setting
 from .model import REFERENCE_PARAMETER_COUNT, NetworkShape, check_parameter_budget
+from .provenance import subset_rule
 from .quantization import INT8, Int8Network, check_available, quantize_result
 from .recipes import EVALUATION_SETTINGS, Recipe, resolve_recipe
 from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics,
@@ -96,6 +97,10 @@ def start(config: RunConfig) -> Run:
     tta, tta_source = (TestTimeAugmentation.of(recipe),), f"recipe={recipe.name!r}"
     if config.evaluate_only:
         recipe, tta, tta_source = evaluation_tta(config, recipe)
+    if config.teacher_weights is not None and not recipe.distill_weight:
+        raise ConfigError("teacher_weights is set, but the recipe's distill_weight is 0, so the "
+                          "teacher would change nothing: give its loss a weight in (0, 1], e.g. "
+                          f"{setting('recipe_overrides', {'distill_weight': 0.5})}")
     if config.teacher_weights is None and recipe.distill_weight:
         raise ConfigError(f"recipe_overrides['distill_weight']={recipe.distill_weight} needs "
                           "teacher_weights: the model.pt file(s) to learn from")
@@ -192,7 +197,7 @@ def _source_words(config: RunConfig) -> str:
 
 
 def _images_words(size: Optional[int], split: str) -> str:
-    return f"{size:,} class-balanced {split} images" if size else f"all {split} images"
+    return f"{size:,} {split} images ({subset_rule(size)})" if size else f"all {split} images"
 
 
 def heading(run: Run) -> str:

@@ -81,6 +81,13 @@ UNKNOWN = "image folders (not a known copy of CIFAR-10)"
 SYNTHETIC = "SYNTHETIC images (not CIFAR-10)"
 
 
+def subset_rule(size: int) -> str:
+    """"the first 50 of each class": the rule of data.balanced_subset_indices, whose first
+    classes take one more where the subset is not a multiple of ten."""
+    each, extra = divmod(size, 10)
+    return f"the first {each:,}{f'–{each + 1:,}' if extra else ''} of each class"
+
+
 @dataclass(frozen=True)
 class SplitOrigin:
     """What one loaded split is: its name, whether it is a known copy, its size before any
@@ -100,12 +107,8 @@ class SplitOrigin:
 
     @property
     def subset_text(self) -> str:
-        """", the first 50 of each class": the rule of data.balanced_subset_indices, whose
-        first classes take one more where the subset is not a multiple of ten."""
-        if not self.subset:
-            return ""
-        each, extra = divmod(self.subset, 10)
-        return f", the first {each:,}{f'–{each + 1:,}' if extra else ''} of each class"
+        """", the first 50 of each class" (see subset_rule)."""
+        return f", {subset_rule(self.subset)}" if self.subset else ""
 
     def with_subset(self, subset: Optional[int]) -> "SplitOrigin":
         return replace(self, subset=subset)

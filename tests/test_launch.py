@@ -33,3 +33,13 @@ def test_the_command_line_speaks_in_options(tmp_path):
                              "--output_dir", str(tmp_path)], cwd=ROOT, capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 2 and "Continue it with `--resume True`" in result.stderr
+
+
+def test_papermill_is_recognised_by_the_program_a_process_runs_not_by_a_mention():
+    from helpers.launch import runs_program
+
+    assert runs_program(["/usr/bin/python3", "/usr/local/bin/papermill", "in.ipynb"], "papermill")
+    assert runs_program(["papermill", "in.ipynb", "out.ipynb"], "papermill")
+    assert runs_program(["python3", "-m", "papermill", "in.ipynb"], "papermill")
+    assert not runs_program(["bash", "-c", "papermill in.ipynb out.ipynb; echo done"], "papermill")
+    assert not runs_program(["python3", "-m", "pytest", "tests/test_papermill.py"], "papermill")

@@ -88,7 +88,8 @@ def test_the_executed_notebook_opens_by_saying_which_run_it_is(smoke_run):
     opening = "".join("".join(o["data"]["text/markdown"]) for o in config_cell["outputs"]
                       if "text/markdown" in o.get("data", {}))  # text, or a list of its lines
     assert opening.startswith("**This run** trains the `resnet` network with the reference "
-                              "recipe for 1 epoch (seed 0) on 512 class-balanced training images")
+                              "recipe for 1 epoch (seed 0) on 512 training images (the first "
+                              "51–52 of each class)")
     assert f"`output_dir='{folder / 'outputs'}'`" in opening and "`epochs=1`" in opening
 
 

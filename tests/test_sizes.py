@@ -129,7 +129,8 @@ def test_a_students_model_pt_rebuilds_its_own_size_through_model_weights_and_as_
                           atol=1e-4)
     metrics, _ = _pipeline_run(tmp_path / "eval", test_subset=20, model_weights=path)
     assert metrics["params"] == count_parameters(student) and metrics["width_multiplier"] == 0.5
-    _pipeline_run(tmp_path / "taught", **TINY_TRAINING, teacher_weights=path)  # as a teacher
+    _pipeline_run(tmp_path / "taught", **TINY_TRAINING, teacher_weights=path,  # as a teacher
+                  recipe_overrides={"distill_weight": 0.5})
 
 
 def test_weights_of_another_width_without_its_record_say_they_do_not_fit(tmp_path):

@@ -192,6 +192,10 @@ def test_distillation_needs_a_teacher_and_trains_with_one(tmp_path):
     with pytest.raises(ConfigError, match="needs teacher_weights"):
         stages.start(make_config(**base))
     teacher = _save_tiny_trained(tmp_path / "teacher.pt", "se_resnet")
+    without_weight = {**base, "recipe_overrides": None}
+    with pytest.raises(ConfigError, match=r"distill_weight is 0, so the teacher would change "
+                                          r"nothing.*`recipe_overrides=\{'distill_weight': 0.5\}`"):
+        stages.start(make_config(**without_weight, teacher_weights=teacher))
     run = stages.start(make_config(**base, teacher_weights=teacher))
     data = stages.load(run)
     result = stages.train(run, data, stages.build_model(run))
