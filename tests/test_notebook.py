@@ -296,3 +296,11 @@ def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path)
     outputs = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4).cells[0].outputs
     bars = [o["data"]["text/plain"] for o in outputs if o["output_type"] == "display_data"]
     assert len(bars) == 1 and bars[0].startswith("epoch 2/2: 100%") and "5/5" in bars[0]
+
+
+def test_papermill_reads_every_line_of_the_parameters_cell():
+    """papermill parses the cell to know the parameters' names and types (and warns, once per
+    run, about a line it cannot read, e.g. one with '=' in its comment)."""
+    from helpers.config import PARAMETER_NAMES
+
+    assert set(papermill.inspect_notebook(NOTEBOOK)) == set(PARAMETER_NAMES)
