@@ -33,7 +33,7 @@ Condition = Callable[[Mapping[str, Any], str], Optional[str]]
 
 
 def training(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training runs (not with model_weights)"""
+    """training runs"""
     if values["model_weights"] is not None:
         return (f"model_weights is set, and an evaluation trains nothing: leave {name} at its "
                 f"default, {PARAMETERS[name].default!r}")
@@ -49,7 +49,7 @@ def reference_recipe(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def multistep_schedule(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training with recipe='reference' and its multistep schedule"""
+    """training with recipe='reference', multistep schedule"""
     schedule = (values["recipe_overrides"] or {}).get("schedule", "multistep")
     if schedule != "multistep" and not reference_recipe(values, name):
         return f"recipe_overrides sets schedule={schedule!r}, which has no milestones"
@@ -64,7 +64,7 @@ def dataloader_pipeline(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def trained_network(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training runs (an evaluation rebuilds the network each model_weights file records)"""
+    """training runs (a weights file records its own)"""
     if values["model_weights"] is not None:
         return (f"model_weights is set, and each weights file records the size of its network "
                 f"(width_multiplier and blocks), which is rebuilt from it: leave {name} at its "
@@ -73,7 +73,7 @@ def trained_network(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def quantizing(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """runs with quantize='int8'"""
+    """quantize='int8'"""
     if values["quantize"] != "int8":
         return f"quantize={values['quantize']!r}: nothing is calibrated (quantize='int8' is)"
     return None
@@ -99,35 +99,32 @@ class RunConfig:
     """Every setting of one run; field names are the notebook's parameter names."""
 
     epochs: int = parameter(75, integer(1, 10_000), "training epochs", when=training, resumable=True)
-    batch_size: int = parameter(256, integer(1, 65_536), "images per SGD step (the global batch "
-                                "under torchrun)", when=training)
-    lr: float = parameter(0.1, LEARNING_RATE, "SGD learning rate of the reference recipe",
+    batch_size: int = parameter(256, integer(1, 65_536), "images per SGD step (global under "
+                                "torchrun)", when=training)
+    lr: float = parameter(0.1, LEARNING_RATE, "SGD learning rate",
                           when=reference_recipe)
-    momentum: float = parameter(0.9, FRACTION, "SGD momentum of the reference recipe",
+    momentum: float = parameter(0.9, FRACTION, "SGD momentum",
                                 when=reference_recipe)
-    weight_decay: float = parameter(1e-4, FRACTION, "L2 penalty of the reference recipe",
+    weight_decay: float = parameter(1e-4, FRACTION, "L2 penalty",
                                     when=reference_recipe)
     milestones: Tuple[int, ...] = parameter((30, 40, 60, 80), MILESTONES, "epochs at which the "
-                                            "reference recipe multiplies the learning rate by "
-                                            "gamma", when=multistep_schedule)
+                                            "learning rate is multiplied by gamma", when=multistep_schedule)
     gamma: float = parameter(0.1, GAMMA, "learning-rate multiplier at each milestone",
                              when=multistep_schedule)
     seed: int = parameter(0, integer(0), "weights, validation split, shuffling and augmentation",
                           when=training)
     data_source: str = parameter("torchvision", Choice("torchvision", "folder", "synthetic"),
-                                 "where images come from: torchvision downloads the official set "
-                                 "into data_dir, folder reads image folders, synthetic makes "
-                                 "stand-ins for tests")
+                                 "torchvision: download the official set into "
+                                 "data_dir; folder: read image folders; synthetic: stand-ins "
+                                 "for tests")
     data_dir: str = parameter("data", Path(), "download folder, or the image folders' root "
                               "(train/<class>/, test/<class>/)", when=reads_files)
     val_size: int = parameter(5000, integer(0), "training images held out for validation (0: "
                               "none; best.pt is then the last epoch)", when=training)
-    train_subset: Optional[int] = parameter(None, OrNone(integer(10)), "use only N training "
-                                            "images, the first N/10 of each class in the "
-                                            "source's order (quick runs)", when=training)
-    test_subset: Optional[int] = parameter(None, OrNone(integer(10)), "evaluate only N test "
-                                           "images, the first N/10 of each class in the "
-                                           "source's order (quick runs)", resumable=True)
+    train_subset: Optional[int] = parameter(None, OrNone(integer(10)), "only N training "
+                                            "images: the first N/10 of each class", when=training)
+    test_subset: Optional[int] = parameter(None, OrNone(integer(10)), "only N test "
+                                           "images: the first N/10 of each class", resumable=True)
     device: str = parameter("auto", Device(), "where to compute; auto: a GPU if there is one",
                             resumable=True)
     output_dir: str = parameter("outputs", Path(), "checkpoint.pt, best.pt, model.pt, "
@@ -143,8 +140,8 @@ class RunConfig:
                             "training recipe: the report's, or the improved one "
                             "(helpers/recipes.py)")
     architecture: str = parameter("resnet", Choice(*ARCHITECTURES),
-                                  "network: the report's ResNet (4,697,162 parameters), or it "
-                                  "with squeeze-and-excitation, or ResNeXt blocks")
+                                  "the report's ResNet, it with squeeze-and-excitation, "
+                                  "or ResNeXt blocks")
     pipeline: str = parameter("fast", Choice("fast", "dataloader"), "augmentation batched on the "
                               "device (fast), or per image in DataLoader workers", when=training)
     amp: str = parameter("auto", Choice("auto", "bf16", "fp16", "off",
@@ -153,10 +150,10 @@ class RunConfig:
                          "on a CPU")
     compile: Any = parameter("auto", Choice("auto", True, False, aliases={
         **{word: True for word in TRUE_WORDS}, **{word: False for word in FALSE_WORDS}}),
-        "training step compiled (True) or eager (False); auto: the fastest verified on a GPU "
-        "of this kind, eager on a CPU", when=training, resumable=True)
-    num_workers: Optional[int] = parameter(None, OrNone(integer(0)), 'DataLoader workers for '
-                                           'pipeline "dataloader" (None: one per CPU this process may use)',
+        "compiled (True) or eager (False) training step; auto: the fastest verified on "
+        "this kind of GPU, else eager", when=training, resumable=True)
+    num_workers: Optional[int] = parameter(None, OrNone(integer(0)), 'DataLoader workers '
+                                           '(None: one per CPU this process may use)',
                                            when=dataloader_pipeline, resumable=True)
     eval_batch_size: int = parameter(1024, integer(1), "images per evaluation batch", resumable=True)
     progress: str = parameter("auto", Choice("auto", "bar", "lines", "none",
@@ -176,21 +173,18 @@ class RunConfig:
                                                            "a list of them (averaged), to distil "
                                                            "into the network", when=training)
     # A smaller student for distillation: the reference body with fewer channels and blocks.
-    width_multiplier: float = parameter(1.0, Number(Range(0.25, 1)), "channels of every layer "
-                                        "times this, rounded to a multiple of 8: 0.5 is the "
-                                        "half-width network (about 1/4 of the parameters), 0.25 "
-                                        "the quarter-width one (about 1/16)",
+    width_multiplier: float = parameter(1.0, Number(Range(0.25, 1)), "every layer's channels "
+                                        "times this (rounded to a multiple of 8): 0.5 keeps "
+                                        "about 1/4 of the parameters, 0.25 about 1/16",
                                         when=trained_network)
     blocks: Tuple[int, ...] = parameter((4, 4, 3), Blocks(), "residual blocks in each of the "
                                         "three stages", when=trained_network)
     quantize: str = parameter("off", Choice("off", "int8", aliases={False: "off", None: "off"}),
-                              "int8: post-training static quantization of the tested network "
-                              "for CPU inference (helpers/quantization.py); the int8 network "
-                              "is tested on the CPU, labels the submission and is written as "
+                              "int8: the tested network quantized for the CPU, "
+                              "where it is tested, labels the submission and is saved as "
                               "model-int8.pt", resumable=True)
-    calibration_images: int = parameter(1000, integer(10, 50_000), "training images (never test "
-                                        "images), stratified by class, whose activations set "
-                                        "the int8 ranges", when=quantizing, resumable=True)
+    calibration_images: int = parameter(1000, integer(10, 50_000), "training images, stratified by "
+                                        "class, that set the int8 activation ranges", when=quantizing, resumable=True)
 
     @property
     def figures_folder(self) -> str:

@@ -90,8 +90,7 @@ def _trained(trained: Optional[dict]) -> str:
     if trained is None:
         return "training not recorded"
     where = trained["device"].replace("cuda: ", "")
-    text = (f"{trained['recipe']} recipe, {trained['epochs']} epochs on {trained['train_images']:,} "
-            f"{trained['train_data']}, seed {trained['seed']}, {where}")
+    text = f"{trained['recipe']} recipe, {trained['epochs']} epochs on {trained['train_data']}, {where}"
     return text + (f", distilled from {', '.join(trained['distilled_from'])}" if trained.get("distilled_from") else "")
 
 
@@ -100,16 +99,14 @@ def _int8_row(network: dict, run: dict) -> dict:
     return {"network": "its int8 version", "params": network["params"],
             "bytes": network["int8"]["file_bytes"], "accuracy": network["int8"]["text"],
             "speed": network["int8"]["cpu"]["images_per_second"], "run": INT8_RUN,
-            "how": (f"post-training static int8 of the row above, calibrated on "
-                    f"{run['calibration']['data']}; {changes['answer_changed']} of "
-                    f"{changes['images']:,} answers changed ({_changes(changes)})")}
+            "how": (f"int8 of the row above, calibrated on {run['calibration']['data']}; "
+                    f"{changes['answer_changed']} of {changes['images']:,} answers changed "
+                    f"({_changes(changes)})")}
 
 
 def _changes(changes: dict) -> str:
-    """"6 now right, 1 now wrong, 3 from one wrong answer to another"."""
-    between_wrong = changes["answer_changed"] - changes["now_right"] - changes["now_wrong"]
-    return (f"{changes['now_right']} now right, {changes['now_wrong']} now wrong"
-            + (f", {between_wrong} from one wrong answer to another" if between_wrong else ""))
+    """"6 now right, 1 now wrong" (the other changed answers went from one wrong class to another)."""
+    return f"{changes['now_right']} now right, {changes['now_wrong']} now wrong"
 
 
 def size_rows(results_dir: str) -> List[dict]:
@@ -127,7 +124,7 @@ def size_rows(results_dir: str) -> List[dict]:
         rows.append({"network": f"`{network['weights']}`", "params": network["params"],
                      "bytes": network["float"]["file_bytes"], "accuracy": network["float"]["text"],
                      "speed": network["float"]["cpu"]["images_per_second"], "run": INT8_RUN,
-                     "how": f"{_trained(network['trained'])}; test-time augmentation "
+                     "how": f"{_trained(network['trained'])}; test-time augmentation: "
                             f"{network['test_time_augmentation']}"})
         rows.append(_int8_row(network, int8_run))
     if distillation is None:
@@ -136,14 +133,14 @@ def size_rows(results_dir: str) -> List[dict]:
     for path, arm in students.items():
         entry = distillation["arms"][arm]
         if arm == "alone":
-            how = (f"trained here: {scale['recipe']} recipe, {scale['epochs']} epochs on "
-                   f"{distillation['train_data']}, seed {scale['seed']}, "
-                   f"batch {scale['batch_size']}, {distillation['environment']['cpu_cores']}-core CPU")
+            how = (f"{scale['recipe']} recipe, {scale['epochs']} epochs on "
+                   f"{distillation['train_data']}, batch {scale['batch_size']}, "
+                   f"{distillation['environment']['cpu_cores']}-core CPU")
         else:
             changes = distillation["distilled_vs_alone"]
             how = (f"the same, distilled from `{distillation['teacher']['path']}` (weight "
                    f"{settings['distill_weight']:g}, temperature {settings['distill_temperature']:g}); "
-                   f"against the student alone {changes['answer_changed']} of "
+                   f"against the student alone, {changes['answer_changed']} of "
                    f"{changes['images']:,} answers changed ({_changes(changes)})")
         rows.append({"network": f"`{path}`: student, width_multiplier="
                                 f"{distillation['student']['width_multiplier']:g}, {arm}",
@@ -164,7 +161,7 @@ def size_table(results_dir: str = RESULTS_DIR, link: str = "results/") -> str:
     test_data = {(_read(results_dir, run) or {}).get("test_data") for run in (INT8_RUN, DISTILLATION_RUN)}
     lines = [f"| network | parameters | MB on disk (float16 or int8 file) | "
              f"{' / '.join(sorted(filter(None, test_data)))} "
-             "| CPU images/s | how it was made | run |", "|---|---|---|---|---|---|---|"]
+             "| CPU images/s | made by | run |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['network']} | {row['params']:,} | {_megabytes(row['bytes'])} | "
                      f"{row['accuracy']} | {row['speed']:,.0f} | {row['how']} | "

@@ -81,6 +81,19 @@ def official_equivalent(accuracy: float, run: dict, calibration: Optional[dict],
     return f"{accuracy + calibration[trainer][1]:.2f} % (estimated, {trainer} delta)"
 
 
+def data_cell(run: dict) -> str:
+    """The images a run read, once: "CIFAR-10 (JPEG mirror): training images; test images 0–999".
+    n stands beside the accuracy."""
+    test = run["data"]["test"]["name"]
+    train = run["data"].get("train", {}).get("name")
+    if train is None:
+        return test
+    family, _, test_part = test.partition(" test images")
+    if train.startswith(family + " training images"):
+        return f"{family}: {train[len(family) + 1:]}; test images{test_part}"
+    return f"{train}; {test}"
+
+
 def mean_accuracy(group: List[dict]) -> float:
     return statistics.mean(r["test_accuracy"] for r in group)
 
@@ -96,6 +109,12 @@ def time_to(run: dict, threshold: float) -> str:
         if entry.get("test_accuracy") is not None and entry["test_accuracy"] >= threshold:
             return f"epoch {entry['epoch']}, {elapsed:.0f} s"
     return f"not reached (best {max(h['test_accuracy'] for h in tested):.2f} %)"
+
+
+def times_to(run: dict) -> str:
+    """time_to for each threshold, separated by slashes; once when all agree."""
+    values = [time_to(run, t) for t in THRESHOLDS]
+    return values[0] if len(set(values)) == 1 else " / ".join(values)
 
 
 def per_run(group: List[dict], cell: Callable[[dict], str]) -> str:
@@ -116,19 +135,18 @@ def runs_table(runs: List[dict], calibration: Optional[dict], offset: Optional[f
                link: str = "") -> str:
     """Every committed run; `link` is the path from the page to results/."""
     lines = ["| recipe | runs | data | test accuracy | official, all 10,000 (estimated) | "
-             "training time | seeds | hardware | commit | "
-             + " | ".join(f"first ≥ {t:g} %" for t in THRESHOLDS) + " |",
-             "|---" * (9 + len(THRESHOLDS)) + "|"]
+             "training time | seeds | hardware | commit | first ≥ "
+             + " / ".join(f"{t:g}" for t in THRESHOLDS) + " % |", "|---" * 10 + "|"]
     for group in grouped(runs):
         first = group[0]
         folders = ", ".join(f"[{r['folder']}]({link}{r['folder']})" for r in group)
         lines.append("| " + " | ".join([
             recipe_label(first) + (f", `val_size={first['config']['val_size']}`"),
-            folders, first["data"]["description"], accuracy_cell(group),
+            folders, data_cell(first), accuracy_cell(group),
             official_equivalent(mean_accuracy(group), first, calibration, offset),
             ", ".join(f"{r['wall_time_s']:.0f} s" for r in group),
             ", ".join(str(r["seed"]) for r in group), hardware(first), first["commit"][:7],
-            *(per_run(group, lambda r: time_to(r, t)) for t in THRESHOLDS)]) + " |")
+            per_run(group, times_to)]) + " |")
     return "\n".join(lines)
 
 
@@ -140,7 +158,7 @@ def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optiona
         first = group[0]
         if not is_full_length(first):
             continue
-        lines.append(f"| {recipe_label(first)} | {first['data']['description']} | "
+        lines.append(f"| {recipe_label(first)} | {data_cell(first)} | "
                      f"{accuracy_summary(group, bold=True)} | "
                      f"{official_equivalent(mean_accuracy(group), first, calibration, offset)} | "
                      f"{statistics.mean(r['wall_time_s'] for r in group):.0f} s | {hardware(first)} |")
@@ -161,7 +179,7 @@ def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
         settings = run["recipe_settings"]
         tta = ", ".join(view for view, on in (("flip", settings["tta_flip"]),
                                               ("translate", settings.get("tta_translate"))) if on)
-        lines.append(f"| {weights} | [{run['folder']}]({link}{run['folder']}) | {run['data']['description']} | "
+        lines.append(f"| {weights} | [{run['folder']}]({link}{run['folder']}) | {data_cell(run)} | "
                      f"{accuracy_summary([run], bold=True)} | "
                      f"{official_equivalent(run['test_accuracy'], run, calibration, offset)} | "
                      f"{run['ece']:.2f} % | {tta or 'none'} | {hardware(run)} | {run['commit'][:7]} |")
@@ -195,12 +213,12 @@ def mirror_cost_table(evaluations: List[dict]) -> str:
 
 def parameters_table() -> str:
     """Every notebook parameter: its default, what it accepts, what it means, where it acts."""
-    lines = ["| parameter | default | accepts | meaning | has an effect in |", "|---|---|---|---|---|"]
+    lines = ["| parameter | default | accepts | meaning | only has an effect in |", "|---|---|---|---|---|"]
     for name, declared in PARAMETERS.items():
         default = list(declared.default) if isinstance(declared.default, tuple) else declared.default
         cells = [f"`{name}`", f"`{default!r}`", str(declared.kind), declared.meaning,
-                 declared.when.__doc__ if declared.when else "every run"]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+                 declared.when.__doc__ if declared.when else ""]
+        lines.append(("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |").replace("|  |", "| |"))
     return "\n".join(lines)
 
 
@@ -272,7 +290,6 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs, calibration, offset),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
-                "sizes": size_table(results_dir, link=""),
                 "ablation": ablation_table(results_dir)}}
 
 

@@ -74,3 +74,15 @@ def test_parameters_table_lists_every_parameter_with_its_default():
     for name in PARAMETER_NAMES:
         assert f"| `{name}` |" in table
     assert "| `epochs` | `75` | integer in [1, 10000] | training epochs | training runs" in table
+
+
+def test_the_data_cell_names_a_copy_of_cifar10_once_and_each_split_after_it():
+    mirror = {"data": {"train": {"name": "CIFAR-10 (JPEG mirror) training images, a class-balanced subset of 5,000"},
+                       "test": {"name": "CIFAR-10 (JPEG mirror) test images"}}}
+    assert tables.data_cell(mirror) == ("CIFAR-10 (JPEG mirror): training images, a class-balanced "
+                                        "subset of 5,000; test images")
+    mixed = {"data": {"train": {"name": "CIFAR-10 (JPEG mirror) training images"},
+                      "test": {"name": "CIFAR-10 official test images 0–999"}}}
+    assert tables.data_cell(mixed) == "CIFAR-10 (JPEG mirror) training images; CIFAR-10 official test images 0–999"
+    evaluation = {"data": {"test": {"name": "CIFAR-10 official test images 0–999"}}}
+    assert tables.data_cell(evaluation) == "CIFAR-10 official test images 0–999"
