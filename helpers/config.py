@@ -33,7 +33,7 @@ Condition = Callable[[Mapping[str, Any], str], Optional[str]]
 
 
 def training(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training runs"""
+    """training"""
     if values["model_weights"] is not None:
         return (f"model_weights is set, and an evaluation trains nothing: leave {name} at its "
                 f"default, {PARAMETERS[name].default!r}")
@@ -41,7 +41,7 @@ def training(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def reference_recipe(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training with recipe='reference'"""
+    """training, recipe='reference'"""
     if values["recipe"] != "reference" and not training(values, name):
         return (f"recipe={values['recipe']!r} has its own {name}: change that with "
                 f"recipe_overrides={{{name!r}: {shown(values[name])!r}}}")
@@ -49,7 +49,7 @@ def reference_recipe(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def multistep_schedule(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training with recipe='reference', multistep schedule"""
+    """training, recipe='reference', multistep schedule"""
     schedule = (values["recipe_overrides"] or {}).get("schedule", "multistep")
     if schedule != "multistep" and not reference_recipe(values, name):
         return f"recipe_overrides sets schedule={schedule!r}, which has no milestones"
@@ -57,14 +57,14 @@ def multistep_schedule(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def dataloader_pipeline(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training with pipeline='dataloader'"""
+    """training, pipeline='dataloader'"""
     if values["pipeline"] != "dataloader" and not training(values, name):
         return f"pipeline={values['pipeline']!r} has no DataLoader workers (pipeline='dataloader' has)"
     return training(values, name)
 
 
 def trained_network(values: Mapping[str, Any], name: str) -> Optional[str]:
-    """training runs (a weights file records its own)"""
+    """training (weights files record their own)"""
     if values["model_weights"] is not None:
         return (f"model_weights is set, and each weights file records the size of its network "
                 f"(width_multiplier and blocks), which is rebuilt from it: leave {name} at its "
@@ -127,8 +127,7 @@ class RunConfig:
                                            "images: the first N/10 of each class", resumable=True)
     device: str = parameter("auto", Device(), "where to compute; auto: a GPU if there is one",
                             resumable=True)
-    output_dir: str = parameter("outputs", Path(), "checkpoint.pt, best.pt, model.pt, "
-                                "metrics.json, submission.csv", resumable=True)
+    output_dir: str = parameter("outputs", Path(), "where every file of the run goes", resumable=True)
     figures_dir: Optional[str] = parameter(None, OrNone(Path()), "PNG figures (None: "
                                            "output_dir/figures)", resumable=True)
     resume: bool = parameter(False, Flag(), "continue from output_dir/checkpoint.pt up to `epochs`",
@@ -137,8 +136,7 @@ class RunConfig:
                                                "label into output_dir/submission.csv",
                                                resumable=True)
     recipe: str = parameter("reference", Choice("reference", "improved"),
-                            "training recipe: the report's, or the improved one "
-                            "(helpers/recipes.py)")
+                            "the report's recipe, or the improved one")
     architecture: str = parameter("resnet", Choice(*ARCHITECTURES),
                                   "the report's ResNet, it with squeeze-and-excitation, "
                                   "or ResNeXt blocks")
@@ -162,7 +160,7 @@ class RunConfig:
                               "in logs",
                               resumable=True)
     recipe_overrides: Optional[Mapping[str, Any]] = parameter(
-        None, Settings(), 'change single recipe settings, e.g. {"cutout_size": 0, "mixup_alpha": 0.2}')
+        None, Settings(), 'single recipe settings, e.g. {"cutout_size": 0}')
     test_each_epoch: bool = parameter(False, Flag(), "also test after every epoch, for "
                                       "time-to-accuracy (chooses nothing)", when=training,
                                       resumable=True)
@@ -180,9 +178,8 @@ class RunConfig:
     blocks: Tuple[int, ...] = parameter((4, 4, 3), Blocks(), "residual blocks in each of the "
                                         "three stages", when=trained_network)
     quantize: str = parameter("off", Choice("off", "int8", aliases={False: "off", None: "off"}),
-                              "int8: the tested network quantized for the CPU, "
-                              "where it is tested, labels the submission and is saved as "
-                              "model-int8.pt", resumable=True)
+                              "int8: a quantized copy of the network, tested "
+                              "on the CPU and saved as model-int8.pt", resumable=True)
     calibration_images: int = parameter(1000, integer(10, 50_000), "training images, stratified by "
                                         "class, that set the int8 activation ranges", when=quantizing, resumable=True)
 
