@@ -246,8 +246,11 @@ def load_resumable(path: str, config) -> Dict[str, Any]:
     state = load_checkpoint(path)
     differences = config_differences(state.get("config", {}), config)
     if differences:
-        raise CheckpointError(f"checkpoint {path!r} comes from another configuration; resuming "
-                              "would not continue that run:\n  " + "\n  ".join(differences))
+        raise CheckpointError(f"checkpoint {path!r} comes from another configuration, so "
+                              f"resuming would not continue that run ({'; '.join(differences)}): "
+                              "set those as the checkpoint has them to continue it, or start a "
+                              f"new run in another folder ({setting('resume', False)} and another "
+                              "output_dir)")
     return state
 
 

@@ -159,8 +159,14 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
 def list_image_folder(split_dir: str) -> Tuple[List[str], np.ndarray]:
     """Paths and labels of split_dir/<class>/*.{png,jpg}, class folders named as CIFAR-10's."""
     if not os.path.isdir(split_dir):
+        data_dir = os.path.dirname(os.path.abspath(split_dir))
+        above = os.path.dirname(data_dir)
+        # data_dir=".../train" (or ".../test"), one folder too deep, is a common slip.
+        hint = (f"; data_dir names the folder that holds train/ and test/: "
+                f"{setting('data_dir', above)}?" if os.path.basename(data_dir) in ("train", "test")
+                and os.path.isdir(os.path.join(above, os.path.basename(split_dir))) else "")
         raise DataError(f"folder {split_dir!r} is missing: data_source='folder' expects "
-                        "data_dir/train/<class>/ and data_dir/test/<class>/ image folders")
+                        f"data_dir/train/<class>/ and data_dir/test/<class>/ image folders{hint}")
     found = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
     unknown = sorted(set(found) - set(CIFAR10_CLASSES))
     missing = [c for c in CIFAR10_CLASSES if c not in found]

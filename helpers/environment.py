@@ -40,5 +40,14 @@ def require_matching_torchvision() -> None:
         raise PackageError(
             f"torchvision {_version('torchvision')} does not work with torch {torch_version} "
             f"({str(error).splitlines()[0][:120]}): install a pair built together, e.g. "
-            f"pip install 'torch=={torch_version.split('+')[0]}' "
-            f"'torchvision=={matching_torchvision(torch_version)}'") from None
+            f"{pair_command(torch_version)}") from None
+
+
+def pair_command(torch_version: str) -> str:
+    """The pip command that installs the torchvision built for this torch. A CPU-only torch
+    ("2.13.0+cpu") needs the CPU torchvision, which PyPI does not have: PyPI's needs CUDA."""
+    release, _, build = torch_version.partition("+")
+    command = f"pip install 'torch=={release}' 'torchvision=={matching_torchvision(torch_version)}'"
+    if build == "cpu":
+        command += " --index-url https://download.pytorch.org/whl/cpu"
+    return command

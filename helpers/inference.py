@@ -23,12 +23,13 @@ from torch import nn
 
 from .augment import to_nchw
 from .checkpoints import atomic_write_text, weights_record
+from .errors import ExplainedError
 from .evaluation import NO_TTA, TestTimeAugmentation, average_probabilities
 from .results import recorded_run
 from .training import predict_logits
 
 
-class SubmissionError(ValueError):
+class SubmissionError(ExplainedError, ValueError):
     """The unlabeled test pickle cannot be used; the message says what is wrong with it."""
 
 

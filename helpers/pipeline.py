@@ -35,12 +35,12 @@ from .evaluation import (NO_TTA, Ensemble, TestEvaluation, TestTimeAugmentation,
                          average_probabilities, format_accuracy, format_per_class, from_logits,
                          per_class_scores)
 from .inference import Predictor, load_kaggle_test, predict, recorded_tta, write_submission
-from .launch import rerun_hint, setting
+from .launch import PAPERMILL, launcher, rerun_hint, setting
 from .model import REFERENCE_PARAMETER_COUNT, NetworkShape, check_parameter_budget
 from .provenance import subset_rule
 from .quantization import INT8, Int8Network, check_available, quantize_result
 from .recipes import EVALUATION_SETTINGS, Recipe, resolve_recipe
-from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, build_metrics,
+from .report import (REFERENCE_TEST_ACCURACY, SYNTHETIC_WARNING, MarkdownText, build_metrics,
                      network_words, summary, write_metrics)
 from .results import RESULTS_DIR, hardware, load_runs, measured_lines, recorded_run
 from .step import TrainingStep
@@ -146,22 +146,27 @@ def _check_output_folder(config: RunConfig) -> None:
     if config.resume:
         return
     folder = config.output_dir
-    elsewhere = setting("output_dir", os.path.join(folder, "evaluation" if config.evaluate_only
-                                                   else "run-2"))
+    # A sibling, not a folder inside the finished run's.
+    elsewhere = setting("output_dir", folder.rstrip("/\\") + ("-evaluation" if config.evaluate_only
+                                                              else "-2"))
+    # papermill writes its output notebook before the first cell runs: one inside this folder
+    # already holds this refusal, and nothing here can keep it.
+    report = (" (papermill has already replaced its output notebook, if you named the earlier "
+              "run's: give each run its own)" if launcher() == PAPERMILL else "")
     if os.path.exists(os.path.join(folder, "checkpoint.pt")):
         if config.evaluate_only:
             raise ConfigError(f"output_dir={folder!r} holds a training run (checkpoint.pt); "
                               "evaluating model_weights there would overwrite its metrics.json "
-                              f"and figures: set another folder, e.g. {elsewhere}")
+                              f"and figures: set another folder, e.g. {elsewhere}{report}")
         raise ConfigError(f"output_dir={folder!r} already holds a training run (checkpoint.pt); "
                           "a new run would overwrite its checkpoint, model.pt and metrics.json. "
                           f"Continue it with {setting('resume', True)} (raise epochs to train "
                           f"longer), or set another folder, e.g. {elsewhere}, or delete that "
-                          "folder to start over")
+                          f"folder to start over{report}")
     if os.path.exists(os.path.join(folder, "metrics.json")):
         raise ConfigError(f"output_dir={folder!r} holds a finished run (metrics.json, figures); "
                           f"a new run would replace them: set another folder, e.g. {elsewhere}, "
-                          "or delete that folder to run there again")
+                          f"or delete that folder to run there again{report}")
 
 
 def _check_quantizable(config: RunConfig, members: List[torch.nn.Module]) -> None:
@@ -200,7 +205,7 @@ def _images_words(size: Optional[int], split: str) -> str:
     return f"{size:,} {split} images ({subset_rule(size)})" if size else f"all {split} images"
 
 
-def heading(run: Run) -> str:
+def heading(run: Run) -> MarkdownText:
     """What this run does, in a sentence of Markdown, and the parameters set away from their
     defaults: the opening of every executed notebook (and of the command line's output), so
     that saved outputs always say which run made them."""
@@ -222,8 +227,8 @@ def heading(run: Run) -> str:
     changed = [f"`{name}={shown!r}`" for name, declared in PARAMETERS.items()
                for value in [getattr(config, name)] for shown in [config.to_dict()[name]]
                if value != declared.default]
-    return (f"**This run** {does}; its files go to `{config.output_dir}`.\n\n"
-            f"Parameters set away from their defaults: {', '.join(changed) or 'none'}.")
+    return MarkdownText(f"**This run** {does}; its files go to `{config.output_dir}`.\n\n"
+                        f"Parameters set away from their defaults: {', '.join(changed) or 'none'}.")
 
 
 def describe(run: Run) -> str:
@@ -255,7 +260,9 @@ def trained_by(weights: str) -> str:
     trained_on = data.get("train", {}).get("name", metrics["data_source"])
     tested = data.get("test", {}).get("name", "its test images")
     epochs = metrics["epochs_completed"]
-    return (f"the {metrics['recipe']} recipe, {epochs} epoch{'s' * (epochs != 1)}, batch "
+    overrides = metrics.get("config", {}).get("recipe_overrides")
+    return (f"the {metrics['recipe']} recipe{f' with recipe_overrides={overrides}' if overrides else ''}, "
+            f"{epochs} epoch{'s' * (epochs != 1)}, batch "
             f"{metrics['batch_size']}, seed {metrics['seed']}, on {trained_on}; "
             f"{hardware(metrics)}, commit {str(metrics['commit'])[:7]}; it "
             f"recorded {format_accuracy(metrics['test_accuracy'], metrics['test_images'])} on {tested}")
@@ -315,7 +322,8 @@ def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult
         members = load_members(config.model_weights, config.architecture)
         print(f"loaded {', '.join(config.model_weights)}: no training in this run")
         evaluated = members[0] if len(members) == 1 else Ensemble(members)
-        return quantize_result(config, data, TrainingResult(evaluated.to(run.device), members=members))
+        return _owned(run, quantize_result(config, data, TrainingResult(evaluated.to(run.device),
+                                                                         members=members)))
     if "trained" in run.done:
         raise ConfigError(
             f"this run has already trained into output_dir={config.output_dir!r} ("
@@ -337,7 +345,24 @@ def train(run: Run, data: CifarData, network: torch.nn.Module) -> TrainingResult
     trainer = Trainer(config, run.recipe, data, network, run.device, run.context, teacher)
     if run.resume_state is not None:
         trainer.resume_from_checkpoint(run.resume_state)
-    return quantize_result(config, data, trainer.fit())
+    return _owned(run, quantize_result(config, data, trainer.fit()))
+
+
+def _owned(run: Run, result: TrainingResult) -> TrainingResult:
+    """Mark `result` as this run's: the stages after training refuse another run's result."""
+    run.done["result"] = result
+    return result
+
+
+def _check_owned(run: Run, result: TrainingResult) -> None:
+    """A notebook kernel keeps `result` from an earlier run when a new run's training cell was
+    interrupted or skipped; evaluating or saving it would file that run under this one."""
+    if run.done.get("result") is not result:
+        raise ConfigError(
+            "this `result` is not this run's (it comes from an earlier run, or this run's "
+            "training step did not finish): run this run's training step first, result = "
+            f"stages.train(run, data, network), so that nothing of another run is written into "
+            f"output_dir={run.config.output_dir!r}")
 
 
 def _checkpoint_epoch(run: Run) -> str:
@@ -358,6 +383,7 @@ def predictor(run: Run, result: TrainingResult) -> Predictor:
 def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEvaluation:
     """Evaluate the final model once on the test images (never used for any choice); an
     ensemble's members are evaluated alone as well."""
+    _check_owned(run, result)
     images, labels = to_device_tensors(data.test.images, data.test.labels, run.device)
     # Each member's (test-time augmented) logits once; an ensemble averages their softmax.
     model = predictor(run, result)
@@ -385,6 +411,7 @@ def quality_report(run: Run, data: CifarData, test: TestEvaluation) -> str:
 def submit(run: Run, result: TrainingResult) -> str:
     """Label the Kaggle pickle's images into output_dir/submission.csv (when asked), the way
     the test accuracy was measured; returns what was written, with its test-time augmentation."""
+    _check_owned(run, result)
     if run.config.kaggle_test_pkl is None:
         return "kaggle_test_pkl not set: no submission written"
     model = predictor(run, result)
@@ -399,7 +426,7 @@ def submit(run: Run, result: TrainingResult) -> str:
 
 
 def conclusions(run: Run, data: CifarData, metrics: dict,
-                results_dir: Optional[str] = None) -> str:
+                results_dir: Optional[str] = None) -> MarkdownText:
     """The closing paragraph, computed: this run's accuracy with its interval beside the
     report's, what was trained or evaluated on which data, and what the measured runs in
     results/ say the improved recipe and the options change."""
@@ -411,8 +438,10 @@ def conclusions(run: Run, data: CifarData, metrics: dict,
         lines.append(f"The weights were trained elsewhere ({'; '.join(map(trained_by, config.model_weights))}) "
                      f"and evaluated here on {metrics['device']}.")
     else:
-        lines.append(f"Trained here: the {metrics['recipe']} recipe, {metrics['epochs_completed']} "
-                     f"epochs on {data.origins['train'].name}, {metrics['wall_time_s']:.0f} s on "
+        epochs = metrics["epochs_completed"]
+        lines.append(f"Trained here: the {metrics['recipe']} recipe, {epochs} "
+                     f"epoch{'s' * (epochs != 1)} on {data.origins['train'].name}, "
+                     f"{metrics['wall_time_s']:.0f} s on "
                      f"{metrics['device']} ({metrics['training_step']} step).")
     if "0–999" in origin.name:
         lines.append("Images 0–999 are a sample of the official test set: the interval above is "
@@ -427,14 +456,16 @@ def conclusions(run: Run, data: CifarData, metrics: dict,
                  f"{REFERENCE_PARAMETER_COUNT:,} parameters).")
     measured = measured_lines(load_runs(results_dir or RESULTS_DIR),
                               load_runs(results_dir or RESULTS_DIR, evaluations=True))
-    return "\n\n".join([" ".join(lines), "What the recipes and options measured (results/, with "
-                                         "their hardware and commits in results/README.md):",
-                          "\n".join(measured)])
+    return MarkdownText("\n\n".join([
+        " ".join(lines),
+        "What the recipes and options measured (results/, with their hardware and commits in "
+        "results/README.md):", "\n".join(measured)]))
 
 
 def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluation) -> dict:
     """Write metrics.json and, after training, model.pt (the evaluated weights in half
     precision); rank 0 only. Returns the metrics."""
+    _check_owned(run, result)
     network = result.members[0] if result.members else result.network
     metrics = build_metrics(config=run.config, recipe=run.recipe, data=data, device=run.device,
                             params=parameter_count(network), result=result, test=test)
@@ -513,6 +544,7 @@ def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
 
 def history_table(run: Run, result: TrainingResult) -> str:
     """The per-epoch history as a table, headed by whose it is."""
+    _check_owned(run, result)
     epochs, whose = history(run, result)
     if not epochs:
         return f"no training history: {whose}"
@@ -528,6 +560,7 @@ def history_figures(epochs: List[dict], whose: str, images: str) -> Dict[str, pl
 
 def training_figures(run: Run, data: CifarData, result: TrainingResult) -> Dict[str, plt.Figure]:
     """Curves and learning rates per epoch, of this run or (evaluation) the recorded one."""
+    _check_owned(run, result)
     epochs, whose = history(run, result)
     if not epochs:
         print(f"no training curves: {whose}")

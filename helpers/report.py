@@ -12,6 +12,17 @@ import torchvision
 from .checkpoints import atomic_write_json
 from .evaluation import format_accuracy, per_class_scores
 
+class MarkdownText(str):
+    """Text in Markdown that a notebook renders and a log shows as it is: IPython's Markdown
+    object would print as "<IPython.core.display.Markdown object>" in papermill's log."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 REFERENCE_TEST_ACCURACY = 93.41  # percent, the Spring 2025 report, official CIFAR-10 test set
 SYNTHETIC_WARNING = "SYNTHETIC DATA: these numbers say nothing about CIFAR-10"
 
@@ -139,6 +150,7 @@ def summary(metrics: dict) -> str:
         f"the report         {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official test images",
         f"data               {metrics['data']['description']}",
         f"calibration error  {metrics['ece']:.2f} %   (ECE, 15 bins)",
+        f"test-time views    {metrics.get('test_time_augmentation', 'none')} (test-time augmentation)",
         "best val accuracy  " + (f"{val:.2f} % on {metrics['val_images']:,} validation images"
                                  if val is not None else "n/a (no validation images)"),
         f"network            {network_words(metrics)}",

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from .evaluation import NO_TTA, TestTimeAugmentation, format_accuracy, wilson_interval
-from .results import RESULTS_DIR
+from .results import RESULTS_DIR, recorded_run
 from .training import predict_logits
+
+ROOT = os.path.dirname(RESULTS_DIR)  # where the results' paths start
 
 
 def accuracy_entry(predicted: np.ndarray, labels: np.ndarray) -> dict:
@@ -85,12 +87,14 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.2f}"
 
 
-def _trained(trained: Optional[dict]) -> str:
+def _trained(trained: Optional[dict], weights: str) -> str:
     """How a committed network was trained, in a few words, from its run's metrics.json."""
     if trained is None:
         return "training not recorded"
     where = trained["device"].replace("cuda: ", "")
-    text = f"{trained['recipe']} recipe, {trained['epochs']} epochs on {trained['train_data']}, {where}"
+    overrides = ((recorded_run(os.path.join(ROOT, weights)) or {}).get("config") or {}).get("recipe_overrides")
+    recipe = f"{trained['recipe']} recipe" + (f" with `recipe_overrides={overrides}`" if overrides else "")
+    text = f"{recipe}, {trained['epochs']} epochs on {trained['train_data']}, {where}"
     return text + (f", distilled from {', '.join(trained['distilled_from'])}" if trained.get("distilled_from") else "")
 
 
@@ -123,7 +127,7 @@ def size_rows(results_dir: str) -> List[dict]:
         rows.append({"network": f"`{network['weights']}`", "params": network["params"],
                      "bytes": network["float"]["file_bytes"], "accuracy": network["float"]["text"],
                      "speed": network["float"]["cpu"]["images_per_second"], "run": INT8_RUN,
-                     "how": f"{_trained(network['trained'])}; test-time augmentation: "
+                     "how": f"{_trained(network['trained'], network['weights'])}; test-time augmentation: "
                             f"{network['test_time_augmentation']}"})
         rows.append(_int8_row(network, int8_run))
     if distillation is None:

@@ -323,11 +323,15 @@ class Trainer:
         if self.config.pipeline == "fast":
             return fast_batches(self.train_images, self.train_labels, self.recipe.augmentation,
                                 self.config.batch_size, generator, **shard)
-        workers = self.config.num_workers
         return dataloader_batches(self.data.train.images, self.data.train.labels,
                                   self.recipe.augmentation, self.config.batch_size, generator,
-                                  num_workers=usable_cpus() if workers is None else workers,
+                                  num_workers=self.workers,
                                   pin_memory=self.device.type == "cuda", **shard)
+
+    @property
+    def workers(self) -> int:
+        """DataLoader workers of pipeline="dataloader": num_workers, or one per usable CPU."""
+        return usable_cpus() if self.config.num_workers is None else self.config.num_workers
 
     def state(self, epoch: int) -> dict:
         return {
@@ -428,7 +432,8 @@ class Trainer:
         batch = next(iter(self.batches(0))) if kind != EAGER else None
         self.step, self.warmup_s, fallbacks = prepare_step(kind, make, batch, sizes)
         warmed = f", {self.warmup_s:.1f} s to compile and capture before epoch 1" if self.warmup_s else ""
-        self.log(f"training step: {self.step.kind} ({why}{warmed})"
+        loading = f"; {self.workers} DataLoader workers" if self.config.pipeline == "dataloader" else ""
+        self.log(f"training step: {self.step.kind} ({why}{warmed}){loading}"
                  + "".join(f"\n  {note}" for note in fallbacks))
         return self.step
 
@@ -457,8 +462,9 @@ class Trainer:
                               self.warmup_s)
 
     def save(self, epoch: int, entry: dict) -> None:
-        """checkpoint.pt every epoch; best.pt on a new best validation accuracy (or, without a
-        validation split, every epoch, so it holds the last)."""
+        """best.pt on a new best validation accuracy (or, without a validation split, every
+        epoch, so it holds the last), then checkpoint.pt every epoch: a checkpoint never
+        records a best epoch whose best.pt is missing."""
         improved = entry["val_accuracy"] is None or self.best_val_accuracy is None \
             or entry["val_accuracy"] > self.best_val_accuracy
         if entry["val_accuracy"] is not None and improved:
@@ -466,16 +472,18 @@ class Trainer:
         if not self.context.is_main:
             return
         try:
+            if improved:
+                save_checkpoint(self.best_path, {"model": self.evaluated_network.state_dict(),
+                                                 "epoch": epoch, "val_accuracy": entry["val_accuracy"],
+                                                 "config": self.config.to_dict()})
             save_checkpoint(self.checkpoint_path, self.state(epoch))
         except DiskFullError as error:
-            held = f"it holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
-            raise DiskFullError(error.errno, f"{error}. Training stopped after epoch {epoch} "
-                                f"({held}); with room again, continue with "
-                                f"{setting('resume', True)}") from None
-        if improved:
-            save_checkpoint(self.best_path, {"model": self.evaluated_network.state_dict(),
-                                             "epoch": epoch, "val_accuracy": entry["val_accuracy"],
-                                             "config": self.config.to_dict()})
+            # The previous epoch's checkpoint (or the one resumed from) is on disk, intact.
+            then = (f"{self.checkpoint_path} holds epoch {epoch - 1}: with room again, continue "
+                    f"with {setting('resume', True)}" if epoch > 1 else
+                    "no epoch was saved: with room again, start the run again as it was")
+            raise DiskFullError(error.errno, f"{error}. Training stopped in epoch {epoch}; "
+                                f"{then}") from None
 
 
 def format_history(history: List[dict]) -> str:

@@ -413,3 +413,9 @@ def test_dataloader_workers_default_to_the_usable_cpus(monkeypatch, tmp_path):
                                torch.device("cpu"))
     trainer.batches(1)
     assert chosen["num_workers"] == 1
+
+
+def test_a_data_dir_one_folder_too_deep_names_the_folder_above(image_folder):
+    with pytest.raises(DataError, match=r"train/train' is missing.*data_dir names the folder that holds "
+                                        r"train/ and test/: `data_dir=.*images'`\?"):
+        load_data(folder_config(os.path.join(image_folder, "train"), val_size=0))

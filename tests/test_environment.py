@@ -24,6 +24,14 @@ def test_torchvision_releases_pair_with_torch_releases():
     assert matching_torchvision("2.4.0") == "0.19.*"
 
 
+def test_a_cpu_only_torch_is_paired_with_the_cpu_torchvision_not_pypis():
+    from helpers.environment import pair_command
+
+    assert pair_command("2.13.0+cpu") == ("pip install 'torch==2.13.0' 'torchvision==0.28.*' "
+                                          "--index-url https://download.pytorch.org/whl/cpu")
+    assert pair_command("2.14.1+cu130") == "pip install 'torch==2.14.1' 'torchvision==0.29.*'"
+
+
 def test_the_command_line_names_a_mismatched_pair_in_one_line(mismatched_torchvision):
     result = subprocess.run([sys.executable, "-m", "helpers.cli", "--help"], cwd=ROOT,
                             capture_output=True, text=True,

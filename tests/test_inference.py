@@ -106,7 +106,7 @@ def test_the_submission_is_labelled_the_way_the_test_accuracy_was_measured(tmp_p
                      tta=(TestTimeAugmentation(flip=True),))
     data = CifarData(ImageSet(images[:0], np.zeros(0, np.int64)), ImageSet(images[:0], np.zeros(0, np.int64)),
                      ImageSet(images, np.ones(6, np.int64)), "synthetic")
-    result = TrainingResult(LeftOrRight())
+    result = stages._owned(run, TrainingResult(LeftOrRight()))
     measured = stages.evaluate_test(run, data, result)
     assert "with the test-time augmentation of the test accuracy (flip)" in stages.submit(run, result)
     with open(tmp_path / "submission.csv") as file:

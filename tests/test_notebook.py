@@ -163,6 +163,7 @@ def _corrupt_checkpoint(folder):
     ({"data_source": "folder", "data_dir": "EMPTY"}, "is empty"),
     ({"train_subset": 100, "val_size": 100}, "val_size"),
     ("CORRUPT", "checkpoint"),
+    ({"kaggle_test_pkl": "/nonexistent/test.pkl"}, "kaggle_test_pkl='/nonexistent/test.pkl' does not exist"),
 ])
 def test_bad_parameters_stop_the_notebook_with_a_message(tmp_path, parameters, expected):
     if parameters == "CORRUPT":

@@ -146,3 +146,26 @@ def test_on_a_cpu_torch_uses_no_more_threads_than_the_process_may_use_cpus(tmp_p
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_result_of_an_earlier_run_is_not_evaluated_or_saved_as_this_runs(tmp_path, monkeypatch):
+    """In a live kernel `result` survives a new run whose training was interrupted."""
+    from helpers.training import Trainer
+
+    first, data, network = started(tiny(tmp_path / "first"))
+    result = stages.train(first, data, network)
+    second = stages.start(tiny(tmp_path / "second", epochs=2))
+
+    def interrupted(self, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stages.train(second, data, stages.build_model(second))
+    for stage in (lambda: stages.evaluate_test(second, data, result),
+                  lambda: stages.submit(second, result),
+                  lambda: stages.history_table(second, result)):
+        with pytest.raises(ConfigError, match=r"this `result` is not this run's.*result = "
+                                              r"stages.train\(run, data, network\)"):
+            stage()
+    assert os.listdir(tmp_path / "second") == ["figures"] or not os.listdir(tmp_path / "second")

@@ -54,7 +54,7 @@ def test_every_figure_of_a_training_run_names_its_images_and_their_number(tmp_pa
     data = stages.load(run)
     test = from_logits(torch.randn(50, 10), torch.from_numpy(data.test.labels))
     figures = {**stages.data_figures(run, data),
-               **stages.training_figures(run, data, TrainingResult(None, history(2))),
+               **stages.training_figures(run, data, stages._owned(run, TrainingResult(None, history(2)))),
                **stages.evaluation_figures(run, data, test), **stages.error_figures(run, data, test)}
     assert len(figures) == 7
     trained = "SYNTHETIC images (not CIFAR-10), the first 10 of each class"
@@ -75,7 +75,7 @@ def test_an_evaluation_titles_the_curves_and_schedule_as_the_weights_own_run_rec
         json.dump(recorded, file)
     run = stages.start(make_config(data_source="synthetic", model_weights=str(tmp_path / "model.pt"),
                                    output_dir=str(tmp_path / "evaluation")))
-    figures = stages.training_figures(run, stages.load(run), TrainingResult(None))
+    figures = stages.training_figures(run, stages.load(run), stages._owned(run, TrainingResult(None)))
     for name in ("training_curves", "lr_schedule"):
         assert (f"recorded by the run that trained {tmp_path / 'model.pt'} (NVIDIA H200, commit "
                 "abcdef0), not computed here: CIFAR-10 official training images (n = 45,000 "

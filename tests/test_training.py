@@ -261,7 +261,46 @@ def test_a_full_disk_at_checkpoint_time_stops_training_and_says_how_to_resume(tm
     longer = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
     with pytest.raises(DiskFullError) as error:
         longer.fit()
-    assert "Training stopped after epoch 4 (it holds epoch 3)" in str(error.value)
-    assert "`resume=True`" in str(error.value) and str(tmp_path) in str(error.value)
+    assert "Training stopped in epoch 4; " in str(error.value)
+    assert "checkpoint.pt holds epoch 3: with room again, continue with `resume=True`" in str(error.value)
     assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 3
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_a_full_disk_in_the_first_epoch_says_to_start_again_not_to_resume(tmp_path, monkeypatch):
+    import shutil
+
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    full = shutil._ntuple_diskusage(10**9, 10**9, 0)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: full)
+    with pytest.raises(DiskFullError, match="no epoch was saved: with room again, start the run "
+                                            "again as it was") as error:
+        tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
+    assert "resume" not in str(error.value) and not os.path.exists(tmp_path / "checkpoint.pt")
+
+
+def test_a_best_checkpoint_that_does_not_fit_leaves_no_checkpoint_that_names_it(tmp_path, monkeypatch):
+    """best.pt is written before checkpoint.pt: a resumed run never takes as best an epoch
+    whose best.pt was lost, and writes best.pt again when that epoch is trained again."""
+    from helpers import checkpoints
+    from helpers.checkpoints import DiskFullError
+
+    real = checkpoints.atomic_write
+
+    def full_for_best(path, write):
+        if path.endswith("best.pt") and "epoch 2" in open(tmp_path / "marker").read():
+            raise DiskFullError(28, "not enough space to write best.pt")
+        return real(path, write)
+
+    (tmp_path / "marker").write_text("epoch 1")
+    monkeypatch.setattr(checkpoints, "atomic_write", full_for_best)
+    tiny_trainer(tiny_config(tmp_path, epochs=1, val_size=0)).fit()
+    (tmp_path / "marker").write_text("epoch 2")
+    with pytest.raises(DiskFullError, match="holds epoch 1: with room again, continue"):
+        tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0, resume=True), resume=True).fit()
+    assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["epoch"] == 1
+    monkeypatch.undo()
+    tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0, resume=True), resume=True).fit()
+    assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
