@@ -150,7 +150,7 @@ def save_weights(path: str, network: torch.nn.Module, architecture: str,
 def weights_record(path: str, name: str = "model_weights") -> Dict[str, Any]:
     """What a weights file records beside its tensors (architecture, test-time augmentation);
     {} for a bare state_dict or a file of other code."""
-    content = _load(path, f"{name}={path!r}")
+    content = read_file(path, name)
     return {key: value for key, value in content.items() if key not in STATE_DICT_KEYS} \
         if isinstance(content, dict) and not _is_state_dict(content) else {}
 
@@ -180,12 +180,15 @@ def _unprefixed(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return state
 
 
-def read_weights(path: str, name: str = "model_weights") -> Tuple[Dict[str, torch.Tensor], Optional[str], str]:
+def read_weights(path: str, name: str = "model_weights", content: Any = None
+                 ) -> Tuple[Dict[str, torch.Tensor], Optional[str], str]:
     """(state_dict, architecture, where in the file) of a weights file: this project's model.pt,
     best.pt or checkpoint.pt, a bare state_dict, or one saved by other code under one of
     STATE_DICT_KEYS, with wrapper prefixes taken off. The architecture is None where the file
-    does not record it (this project's files from before it did hold the reference "resnet")."""
-    content = _load(path, f"{name}={path!r}")
+    does not record it (this project's files from before it did hold the reference "resnet").
+    `content`: the file as read_file() gave it, where it has been read already."""
+    if content is None:
+        content = read_file(path, name)
     if _is_state_dict(content):
         return _unprefixed(content), None, "the file"
     if isinstance(content, dict):
@@ -223,10 +226,11 @@ def mismatch(state: Dict[str, torch.Tensor], network: torch.nn.Module) -> Option
 
 
 def load_weights(path: str, network: torch.nn.Module, architecture: Optional[str] = None,
-                 name: str = "model_weights") -> torch.nn.Module:
+                 name: str = "model_weights", content: Any = None) -> torch.nn.Module:
     """Load a weights file into `network` (of `architecture`); values are cast to the network's
-    precision. A missing, damaged or mismatched file says so plainly, in a line or two."""
-    state, recorded, where = read_weights(path, name)
+    precision. A missing, damaged or mismatched file says so plainly, in a line or two.
+    `content`: the file as read_file() gave it, where it has been read already."""
+    state, recorded, where = read_weights(path, name, content)
     if architecture is not None and recorded is not None and recorded != architecture:
         raise CheckpointError(f"{name}={path!r} holds a {recorded!r} network, but "
                               f"architecture={architecture!r}: set architecture={recorded!r}")

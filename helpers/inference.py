@@ -156,8 +156,14 @@ class Predictor:
     @property
     def test_time_augmentation(self) -> str:
         """"flip", "none", or per member where members differ: "flip; none"."""
-        views = [str(tta) for _, tta in self.members]
-        return views[0] if len(set(views)) == 1 else "; ".join(views)
+        return views_text([tta for _, tta in self.members])
+
+
+def views_text(members: Sequence[TestTimeAugmentation]) -> str:
+    """The test-time augmentation of a network, or of an ensemble's members: "flip", "none",
+    or per member where they differ: "flip; none"."""
+    views = [str(tta) for tta in members]
+    return views[0] if len(set(views)) == 1 else "; ".join(views)
 
 
 def load_predictor(weights: Union[str, Sequence[str]], batch_size: int = 1024) -> Predictor:

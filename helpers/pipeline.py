@@ -34,7 +34,8 @@ from .distributed import DistributedContext, init_distributed, main_rank_first
 from .evaluation import (NO_TTA, Ensemble, TestEvaluation, TestTimeAugmentation,
                          average_probabilities, format_accuracy, format_per_class, from_logits,
                          per_class_scores)
-from .inference import Predictor, load_kaggle_test, predict, recorded_tta, write_submission
+from .inference import (Predictor, load_kaggle_test, predict, recorded_tta, views_text,
+                        write_submission)
 from .launch import PAPERMILL, launcher, rerun_hint, setting
 from .model import REFERENCE_PARAMETER_COUNT, NetworkShape, check_parameter_budget
 from .provenance import subset_rule
@@ -143,9 +144,10 @@ def _check_output_folder(config: RunConfig) -> None:
     """Never write over a finished run's files (a training run's checkpoint, model.pt and
     metrics.json; an evaluation's metrics.json and figures), except to continue a training
     run (resume=True, whose checkpoint load_resumable checks)."""
-    if config.resume:
-        return
     folder = config.output_dir
+    training_run = os.path.exists(os.path.join(folder, "checkpoint.pt"))
+    if config.resume or not (training_run or os.path.exists(os.path.join(folder, "metrics.json"))):
+        return
     # A sibling, not a folder inside the finished run's.
     elsewhere = setting("output_dir", folder.rstrip("/\\") + ("-evaluation" if config.evaluate_only
                                                               else "-2"))
@@ -153,20 +155,19 @@ def _check_output_folder(config: RunConfig) -> None:
     # already holds this refusal, and nothing here can keep it.
     report = (" (papermill has already replaced its output notebook, if you named the earlier "
               "run's: give each run its own)" if launcher() == PAPERMILL else "")
-    if os.path.exists(os.path.join(folder, "checkpoint.pt")):
-        if config.evaluate_only:
-            raise ConfigError(f"output_dir={folder!r} holds a training run (checkpoint.pt); "
-                              "evaluating model_weights there would overwrite its metrics.json "
-                              f"and figures: set another folder, e.g. {elsewhere}{report}")
+    if training_run and config.evaluate_only:
+        raise ConfigError(f"output_dir={folder!r} holds a training run (checkpoint.pt); "
+                          "evaluating model_weights there would overwrite its metrics.json "
+                          f"and figures: set another folder, e.g. {elsewhere}{report}")
+    if training_run:
         raise ConfigError(f"output_dir={folder!r} already holds a training run (checkpoint.pt); "
                           "a new run would overwrite its checkpoint, model.pt and metrics.json. "
                           f"Continue it with {setting('resume', True)} (raise epochs to train "
                           f"longer), or set another folder, e.g. {elsewhere}, or delete that "
                           f"folder to start over{report}")
-    if os.path.exists(os.path.join(folder, "metrics.json")):
-        raise ConfigError(f"output_dir={folder!r} holds a finished run (metrics.json, figures); "
-                          f"a new run would replace them: set another folder, e.g. {elsewhere}, "
-                          f"or delete that folder to run there again{report}")
+    raise ConfigError(f"output_dir={folder!r} holds a finished run (metrics.json, figures); "
+                      f"a new run would replace them: set another folder, e.g. {elsewhere}, "
+                      f"or delete that folder to run there again{report}")
 
 
 def _check_quantizable(config: RunConfig, members: List[torch.nn.Module]) -> None:
@@ -224,9 +225,9 @@ def heading(run: Run) -> MarkdownText:
                 f"for {epochs} (seed {config.seed}) on "
                 f"{_images_words(config.train_subset, 'training')} of {_source_words(config)}, "
                 f"{held_out}, and tests it on {tested}")
-    changed = [f"`{name}={shown!r}`" for name, declared in PARAMETERS.items()
-               for value in [getattr(config, name)] for shown in [config.to_dict()[name]]
-               if value != declared.default]
+    shown = config.to_dict()
+    changed = [f"`{name}={shown[name]!r}`" for name, declared in PARAMETERS.items()
+               if getattr(config, name) != declared.default]
     return MarkdownText(f"**This run** {does}; its files go to `{config.output_dir}`.\n\n"
                         f"Parameters set away from their defaults: {', '.join(changed) or 'none'}.")
 
@@ -470,7 +471,7 @@ def finish(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluati
     metrics = build_metrics(config=run.config, recipe=run.recipe, data=data, device=run.device,
                             params=parameter_count(network), result=result, test=test)
     metrics.update(network_record(network))
-    metrics["test_time_augmentation"] = predictor(run, result).test_time_augmentation
+    metrics["test_time_augmentation"] = views_text(run.tta)
     for member, tta in zip(metrics.get("ensemble_members", []), run.tta):
         member["test_time_augmentation"] = str(tta)
     if "submission" in run.done:

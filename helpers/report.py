@@ -11,6 +11,7 @@ import torchvision
 
 from .checkpoints import atomic_write_json
 from .evaluation import format_accuracy, per_class_scores
+from .model import NetworkShape
 
 class MarkdownText(str):
     """Text in Markdown that a notebook renders and a log shows as it is: IPython's Markdown
@@ -129,8 +130,11 @@ def write_metrics(path: str, metrics: dict) -> None:
 def network_words(metrics: dict) -> str:
     """"resnet, 295,706 parameters (width_multiplier 0.25), int8 weights computed on the CPU"."""
     words = f"{metrics['architecture']}, {metrics['params']:,} parameters"
-    width, blocks = metrics.get("width_multiplier", 1.0), metrics.get("blocks", [4, 4, 3])
-    sizes = [f"width_multiplier {width:g}"] * (width != 1.0) + [f"blocks {blocks}"] * (blocks != [4, 4, 3])
+    full = NetworkShape()  # the report's network: files from before sizes were recorded hold it
+    width = metrics.get("width_multiplier", full.width_multiplier)
+    blocks = metrics.get("blocks", list(full.blocks))
+    sizes = [f"width_multiplier {width:g}"] * (width != full.width_multiplier) + \
+        [f"blocks {blocks}"] * (blocks != list(full.blocks))
     words += f" ({', '.join(sizes)})" if sizes else ""
     return words + (", int8 weights computed on the CPU" if metrics.get("quantization") else "")
 

@@ -83,6 +83,6 @@ def load_network(path: str, architecture: Optional[str] = None,
             raise CheckpointError(f"{name}={path!r} does not fit the int8 network {shape} that it "
                                   f"records ({type(error).__name__}: "
                                   f"{str(error).splitlines()[0][:200]})") from None
-    recorded = read_weights(path, name)[1]
+    recorded = read_weights(path, name, content)[1]
     shape = NetworkShape.from_record(record, architecture or recorded or "resnet")
-    return load_weights(path, shape.build(), architecture, name).eval()
+    return load_weights(path, shape.build(), architecture, name, content).eval()
