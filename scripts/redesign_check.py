@@ -26,6 +26,8 @@ from typing import Any, Dict, List
 
 import torch
 
+PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--data_source", "synthetic", "--train_subset", "200", "--val_size", "50",
           "--test_subset", "100", "--batch_size", "32", "--width_multiplier", "0.25",
@@ -39,6 +41,13 @@ RUNS = {
                                   "--recipe_overrides", "{'mixup_alpha': 0.2, 'cutmix_alpha': 1.0}"],
 }
 RESUMED = "reference-fast"   # the run whose epoch-1 checkpoint is kept and resumed
+# The options of COMMON that an evaluation takes (the others shape training only).
+EVALUATION_OPTIONS = ["--data_source", "synthetic", "--test_subset", "100", "--device", "cpu",
+                      "--progress", "none"]
+# An evaluation of one run's model.pt (its recorded test-time augmentation: flip), quantized to
+# int8 on the way; a folder name in the arguments is replaced by that run's folder.
+EVALUATION = ("evaluation-int8", ["--model_weights", "improved-fast/model.pt", "--quantize", "int8",
+                                  "--calibration_images", "100"])
 # What a clock or the checkout decides, not the code's computation.
 VOLATILE = {"seconds", "wall_time_s", "warmup_s", "commit", "commit_note", "images_per_second"}
 # Settings of one invocation that change where files go, not what is computed (the resumed run
@@ -49,6 +58,10 @@ PER_INVOCATION = ("output_dir", "figures_dir", "resume")
 def digest(value: Any) -> Any:
     """A JSON-friendly fingerprint of a loaded file: tensors by SHA-256 of dtype, shape and
     bytes; containers entry by entry; volatile entries left out."""
+    if isinstance(value, torch.Tensor) and value.is_quantized:  # an int8 weight: values, scales
+        scales = (value.q_per_channel_scales() if value.qscheme() in PER_CHANNEL
+                  else torch.tensor([value.q_scale()]))
+        return [digest(value.int_repr()), digest(scales)]
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous().reshape(-1)
         raw = tensor.view(torch.uint8) if tensor.dtype != torch.bool else tensor.to(torch.uint8)
@@ -60,11 +73,13 @@ def digest(value: Any) -> Any:
         return [digest(v) for v in value]
     if isinstance(value, str) and len(value) > 200:  # a random generator's state, say
         return "text " + hashlib.sha256(value.encode()).hexdigest()[:16]
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)  # a dtype or a quantization scheme in an int8 state_dict
 
 
-def train(folder: str, arguments: List[str]) -> None:
-    command = [sys.executable, "-m", "helpers.cli", *COMMON, *arguments, "--output_dir", folder,
+def train(folder: str, arguments: List[str], options: List[str] = COMMON) -> None:
+    command = [sys.executable, "-m", "helpers.cli", *options, *arguments, "--output_dir", folder,
                "--figures_dir", os.path.join(folder, "figures")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"})
@@ -74,7 +89,9 @@ def train(folder: str, arguments: List[str]) -> None:
 
 def fingerprint(folder: str) -> Dict[str, Any]:
     files = {}
-    for name in ("checkpoint.pt", "best.pt", "model.pt"):
+    for name in ("checkpoint.pt", "best.pt", "model.pt", "model-int8.pt"):
+        if not os.path.exists(os.path.join(folder, name)):
+            continue
         content = torch.load(os.path.join(folder, name), map_location="cpu", weights_only=True)
         if isinstance(content, dict) and "config" in content:  # paths of this temporary folder
             content = {**content, "config": {k: v for k, v in content["config"].items()
@@ -87,7 +104,8 @@ def fingerprint(folder: str) -> Dict[str, Any]:
     with open(os.path.join(folder, "metrics.json")) as file:
         metrics = json.load(file)
     metrics["config"] = {k: v for k, v in metrics["config"].items()
-                         if k not in PER_INVOCATION}
+                         if k not in PER_INVOCATION + ("model_weights",)}
+    metrics.pop("evaluated_weights", None)  # the path of the temporary folder
     files["metrics.json"] = digest(metrics)
     return files
 
@@ -121,6 +139,11 @@ def run_all(work: str, kept_checkpoint: str = "") -> Dict[str, Any]:
         train(folder, arguments)
         record[name] = fingerprint(folder)
         print(f"{name}: trained and fingerprinted", flush=True)
+    name, arguments = EVALUATION
+    weights = os.path.join(work, arguments[1])
+    train(os.path.join(work, name), [arguments[0], weights, *arguments[2:]], EVALUATION_OPTIONS)
+    record[name] = fingerprint(os.path.join(work, name))
+    print(f"{name}: evaluated and fingerprinted", flush=True)
     if kept_checkpoint:  # resume the checkpoint written before, up to epoch 2 (COMMON's epochs)
         folder = os.path.join(work, "resumed")
         os.makedirs(folder)
