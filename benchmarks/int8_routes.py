@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from benchmarks.common import environment, finish  # noqa: E402
 from helpers.quantization import quantize  # noqa: E402
 from helpers.sizes import cpu_images_per_second  # noqa: E402
-from helpers.weights import load_network  # noqa: E402
+from helpers.files import read_weights  # noqa: E402
 
 
 def pt2e_networks(network: torch.nn.Module, example: torch.Tensor) -> dict:
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    network = load_network(args.weights).float()
+    network = read_weights(args.weights)[0].float()
     example = torch.randn(args.batch_size, 3, 32, 32)
     started = time.perf_counter()
     int8 = quantize(network, torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8))

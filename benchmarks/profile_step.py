@@ -4,9 +4,9 @@ how often the CPU had to wait for the GPU.
     python benchmarks/profile_step.py --recipe reference --json                 # compile="auto"
     python benchmarks/profile_step.py --recipe reference --compile False --json  # the eager step
 
-The step is the Trainer's own (fast pipeline, the recipe's augmentation, schedule and EMA,
-autocast and channels_last on CUDA, and the training step `--compile` chooses, warmed up and
-captured before measuring), on random uint8 images. Three measurements:
+The step is training's own (helpers/training.py's start_training: the fast pipeline, the
+recipe's augmentation, schedule and EMA, autocast and channels_last on CUDA, and the training
+step `--compile` chooses, warmed up and captured before measuring), on random uint8 images. Three measurements:
 
 * wall: milliseconds per step over `--steps` steps, without the profiler;
 * kernels: GPU kernel milliseconds per step from torch.profiler; kernels / wall is the share of
@@ -30,20 +30,13 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helpers.config import make_config  # noqa: E402
-from helpers.data import CifarData, ImageSet  # noqa: E402
-from helpers.model import build_resnet  # noqa: E402
-from helpers.recipes import resolve_recipe  # noqa: E402
-from helpers.training import Trainer, train_one_epoch  # noqa: E402
+from helpers.augment import epoch_generator, fast_batches  # noqa: E402
+from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
+from helpers.model import ResNet  # noqa: E402
+from helpers.settings import make_config, recipe_of  # noqa: E402
+from helpers.step import EAGER  # noqa: E402
+from helpers.training import start_training, train_one_epoch  # noqa: E402
 from common import environment, finish  # noqa: E402
-
-
-def random_data(count: int) -> CifarData:
-    rng = np.random.default_rng(0)
-    images = ImageSet(rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8),
-                      rng.integers(0, 10, count).astype(np.int64))
-    empty = images.take(np.arange(0))
-    return CifarData(images, empty, empty, source="random")
 
 
 def kernel_milliseconds(event) -> float:
@@ -69,13 +62,24 @@ def main() -> None:
     cuda = device.type == "cuda"
 
     config = make_config(recipe=args.recipe, batch_size=args.batch_size, device=args.device,
-                         compile=args.compile, progress="none",
-                         output_dir=os.path.join("/tmp", "profile_step"))
+                         compile=args.compile)
+    recipe = recipe_of(config)
     torch.manual_seed(0)
-    trainer = Trainer(config, resolve_recipe(config), random_data(args.batch_size * (2 * args.steps + 10)),
-                      build_resnet(), device)
-    step = trainer.prepare_step()
-    batches = itertools.chain.from_iterable(trainer.batches(epoch) for epoch in itertools.count(1))
+    count = args.batch_size * (2 * args.steps + 10)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)).to(device)
+    labels = torch.from_numpy(rng.integers(0, 10, count)).to(device)
+    training = start_training(ResNet(), recipe, epochs=75, steps_per_epoch=count // args.batch_size,
+                              device=device, amp=config.amp)
+
+    def epoch(number: int):
+        return fast_batches(images, labels, recipe.augmentation, args.batch_size,
+                            epoch_generator(0, number))
+
+    kind, _ = choose_step_kind(config.compile, device, scaler=training.scaler)
+    step, warmup_s, _ = prepare_step(kind, training.make_step,
+                                     next(iter(epoch(0))) if kind != EAGER else None, [args.batch_size])
+    batches = itertools.chain.from_iterable(epoch(number) for number in itertools.count(1))
 
     def run(steps: int) -> float:
         """Seconds for `steps` training steps, streamed as in an epoch."""
@@ -83,7 +87,7 @@ def main() -> None:
             torch.cuda.synchronize()
         started = time.perf_counter()
         train_one_epoch(step, itertools.islice(batches, steps), epoch=1,
-                        after_step=trainer.after_step, check_every=25)
+                        after_step=training.after_step, check_every=25)
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - started
@@ -114,7 +118,7 @@ def main() -> None:
     result = {
         "recipe": args.recipe,
         "training_step": step.kind,
-        "warmup_s": round(trainer.warmup_s, 1),
+        "warmup_s": round(warmup_s, 1),
         **environment(device),
         "batch_size": args.batch_size,
         "steps": args.steps,

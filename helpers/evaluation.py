@@ -1,4 +1,5 @@
-"""Evaluation on the test images: accuracy with its sampling interval, calibration and
+"""Evaluation: the network's logits averaged over test-time views, loss and accuracy on a
+labelled set, and on the test images accuracy with its sampling interval, calibration and
 per-class quality, for one network or an ensemble of several.
 
 A test accuracy is a proportion measured on n images, and n = 1,000 leaves about +-1.6 points of
@@ -19,6 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .augment import normalize
+from .distributed import DistributedContext, sum_over_ranks
+from .model import device_of
+from .recipes import NO_TTA, TestTimeAugmentation
 
 CALIBRATION_BINS = 15
 Z_95 = 1.959964  # the standard normal's 97.5 % quantile
@@ -65,36 +71,6 @@ def loss_and_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                         torch.tensor(float(len(labels)), device=logits.device)])
 
 
-@dataclass(frozen=True)
-class TestTimeAugmentation:
-    """The views of each test image whose logits are averaged (training.tta_views): the image,
-    its mirror (`flip`), copies shifted by +-`translate` pixels. Recorded in model.pt, so that
-    weights are evaluated, and predict, the way their run measured them."""
-
-    __test__ = False  # a class of the project, not a pytest test class
-    flip: bool = False
-    translate: int = 0
-
-    @classmethod
-    def of(cls, recipe) -> "TestTimeAugmentation":
-        return cls(bool(recipe.tta_flip), int(recipe.tta_translate))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TestTimeAugmentation":
-        return cls(bool(values.get("flip", False)), int(values.get("translate", 0)))
-
-    def to_dict(self) -> dict:
-        return {"flip": self.flip, "translate": self.translate}
-
-    def __str__(self) -> str:
-        """"flip", "flip, shifts of ±2 px" or "none"."""
-        views = ["flip"] * self.flip + [f"shifts of ±{self.translate} px"] * bool(self.translate)
-        return ", ".join(views) or "none"
-
-
-NO_TTA = TestTimeAugmentation()
-
-
 class Ensemble(nn.Module):
     """Averages its members' softmax probabilities (see average_probabilities), so prediction
     and TTA work unchanged."""
@@ -105,6 +81,54 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return average_probabilities([member(x) for member in self.members])
+
+
+def tta_views(batch: torch.Tensor, tta: TestTimeAugmentation) -> List[Tuple[float, torch.Tensor]]:
+    """(weight, view) pairs whose weighted logits are averaged: the image (and its mirror);
+    with `tta.translate` n, half the weight goes to copies shifted by -n and +n pixels on both
+    axes (reflect padding), as airbench's tta_level=2."""
+    shifted = [batch]
+    if tta.translate:
+        padded = F.pad(batch, (tta.translate,) * 4, mode="reflect")
+        size = batch.shape[-1]
+        shifted += [padded[..., :size, :size], padded[..., 2 * tta.translate:, 2 * tta.translate:]]
+    views = []
+    for position, image in enumerate(shifted):
+        weight = 1.0 if not tta.translate else (0.5 if position == 0 else 0.25)
+        mirrored = [image, image.flip(-1)] if tta.flip else [image]
+        views += [(weight / len(mirrored), view) for view in mirrored]
+    return views
+
+
+@torch.inference_mode()
+def predict_logits(network: nn.Module, images: torch.Tensor, batch_size: int,
+                   tta: TestTimeAugmentation = NO_TTA, amp_dtype: Optional[torch.dtype] = None,
+                   channels_last: bool = False) -> torch.Tensor:
+    """Logits (N, 10) float32 for uint8 images (N, 3, 32, 32), on the network's device, in
+    eval mode, averaged over the test-time views `tta` (see tta_views)."""
+    network.eval()
+    device = device_of(network)  # an int8 network: the CPU, wherever the images are
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device).float() / 255)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs.append(sum(weight * network(view).float() for weight, view in tta_views(batch, tta)))
+    return torch.cat(outputs) if outputs else torch.zeros(0, 10, device=device)
+
+
+def evaluate(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             tta: TestTimeAugmentation = NO_TTA, amp_dtype: Optional[torch.dtype] = None,
+             channels_last: bool = False,
+             context: DistributedContext = DistributedContext()) -> Dict[str, float]:
+    """Mean loss and accuracy (percent) on labelled uint8 images (N, 3, 32, 32); under DDP
+    each rank takes a shard and the totals are summed over ranks."""
+    shard = slice(context.rank, None, context.world_size)
+    logits = predict_logits(network, images[shard], batch_size, tta, amp_dtype, channels_last)
+    totals = loss_and_hits(logits, labels[shard].to(logits.device))
+    loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
+    return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Inference: a Predictor (a network or an ensemble, each member with its test-time
 augmentation), predict() on raw uint8 images, and the Kaggle submission from an unlabeled pickle.
+The one path from images to labels: the test accuracy, submission.csv and `predict` all use it.
 
 Predictions are made the way the reported test accuracy was measured: the Predictor that the
 evaluation scores is the one that labels submission.csv, and weights loaded from a file use the
@@ -22,11 +23,10 @@ import torch
 from torch import nn
 
 from .augment import to_nchw
-from .checkpoints import atomic_write_text, weights_record
-from .errors import ExplainedError
-from .evaluation import NO_TTA, TestTimeAugmentation, average_probabilities
-from .results import recorded_run
-from .training import predict_logits
+from .env import ExplainedError
+from .evaluation import average_probabilities, predict_logits
+from .files import atomic_write_text, read_weights
+from .recipes import NO_TTA, TestTimeAugmentation
 
 
 class SubmissionError(ExplainedError, ValueError):
@@ -120,20 +120,6 @@ def load_kaggle_test(path: str) -> Tuple[np.ndarray, list]:
     return np.ascontiguousarray(data), ids
 
 
-def recorded_tta(weights: str) -> Optional[TestTimeAugmentation]:
-    """The test-time augmentation a weights file's run measured its accuracy with: as model.pt
-    records it, or (files from before it did) as the metrics.json beside it says; None where
-    neither says."""
-    recorded = weights_record(weights).get("test_time_augmentation")
-    if isinstance(recorded, dict):
-        return TestTimeAugmentation.from_dict(recorded)
-    run = recorded_run(weights)
-    if run is not None and "recipe_settings" in run:
-        settings = run["recipe_settings"]
-        return TestTimeAugmentation(bool(settings["tta_flip"]), int(settings.get("tta_translate", 0)))
-    return None
-
-
 @dataclass
 class Predictor:
     """A network, or an ensemble of several, each with the test-time augmentation it is
@@ -145,8 +131,8 @@ class Predictor:
 
     def member_logits(self, images: torch.Tensor) -> List[torch.Tensor]:
         """Each member's logits (N, 10) for uint8 images (N, 3, 32, 32), with its own views."""
-        return [predict_logits(network, images, self.batch_size, tta.flip, self.amp_dtype,
-                               tta_translate=tta.translate) for network, tta in self.members]
+        return [predict_logits(network, images, self.batch_size, tta, self.amp_dtype)
+                for network, tta in self.members]
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The prediction's logits (N, 10); an ensemble's are the log of the mean probability."""
@@ -169,12 +155,9 @@ def views_text(members: Sequence[TestTimeAugmentation]) -> str:
 def load_predictor(weights: Union[str, Sequence[str]], batch_size: int = 1024) -> Predictor:
     """A Predictor of one model.pt, or an ensemble of several, each with the test-time
     augmentation its run recorded (none where nothing is recorded)."""
-    from .pipeline import load_members  # the stage that reads weights files
-
     paths = (weights,) if isinstance(weights, (str, os.PathLike)) else tuple(weights)
-    networks = load_members(tuple(map(str, paths)), None)
-    return Predictor([(network, recorded_tta(str(path)) or NO_TTA)
-                      for network, path in zip(networks, paths)], batch_size)
+    members = [read_weights(str(path)) for path in paths]
+    return Predictor([(network, tta or NO_TTA) for network, tta in members], batch_size)
 
 
 def predict(model: Union[Predictor, nn.Module], images: np.ndarray, batch_size: int = 1024,

@@ -20,8 +20,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .config import ARCHITECTURES, ConfigError
-
 REFERENCE_PARAMETER_COUNT = 4_697_162
 PARAMETER_BUDGET = 5_000_000  # the assignment: strictly fewer trainable parameters than this
 
@@ -99,10 +97,12 @@ Block = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, stri
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: stem, one stage of blocks per entry of `blocks`, pool, linear."""
+    """CIFAR-style ResNet: stem, one stage of blocks per entry of `blocks`, pool, linear. The
+    defaults are the reference project's 4,697,162-parameter network."""
 
-    def __init__(self, blocks: Sequence[int], widths: Sequence[int], strides: Sequence[int],
-                 stem_width: int, num_classes: int, block: Block = BasicBlock):
+    def __init__(self, blocks: Sequence[int] = (4, 4, 3), widths: Sequence[int] = (64, 128, 256),
+                 strides: Sequence[int] = (1, 2, 2), stem_width: int = 64, num_classes: int = 10,
+                 block: Block = BasicBlock):
         super().__init__()
         if not len(blocks) == len(widths) == len(strides):
             raise ValueError(f"blocks {list(blocks)}, widths {list(widths)} and strides "
@@ -128,13 +128,6 @@ class ResNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-def build_resnet(blocks: Sequence[int] = (4, 4, 3), widths: Sequence[int] = (64, 128, 256),
-                 strides: Sequence[int] = (1, 2, 2), stem_width: int = 64,
-                 num_classes: int = 10, block: Block = BasicBlock) -> ResNet:
-    """Build the network; the defaults are the reference project's 4,697,162-parameter ResNet."""
-    return ResNet(blocks, widths, strides, stem_width, num_classes, block)
-
-
 STAGE_WIDTHS = (64, 128, 256)  # the reference network's channels per stage (the stem has 64)
 REFERENCE_BLOCKS = (4, 4, 3)
 
@@ -145,11 +138,12 @@ def scaled_width(channels: int, width_multiplier: float) -> int:
     return max(8, round(channels * width_multiplier / 8) * 8)
 
 
-_BLOCKS = {
+BLOCKS = {
     "resnet": BasicBlock,
     "se_resnet": lambda i, o, s: BasicBlock(i, o, s, squeeze_excitation=True),
     "resnext": ResNeXtBlock,
 }
+ARCHITECTURES = tuple(BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -170,12 +164,14 @@ class NetworkShape:
         return self.width_multiplier == 1.0 and tuple(self.blocks) == REFERENCE_BLOCKS
 
     def build(self) -> ResNet:
-        if self.architecture not in _BLOCKS:
-            raise ConfigError(f"architecture={self.architecture!r} is not one of "
-                              f"{', '.join(map(repr, ARCHITECTURES))}")
-        network = build_resnet(self.blocks, self.widths, stem_width=self.widths[0],
-                               block=_BLOCKS[self.architecture])
-        network.shape = self  # what model.pt records (helpers/weights.py)
+        """The network, the one way the project builds one (ValueError for an unknown
+        architecture). It keeps its shape, which model.pt records."""
+        if self.architecture not in BLOCKS:
+            raise ValueError(f"architecture={self.architecture!r} is not one of "
+                             f"{', '.join(map(repr, ARCHITECTURES))}")
+        network = ResNet(self.blocks, self.widths, (1, 2, 2), self.widths[0], 10,
+                         BLOCKS[self.architecture])
+        network.shape = self
         return network
 
     def to_record(self) -> dict:
@@ -200,13 +196,6 @@ class NetworkShape:
         return text
 
 
-def build_model(architecture: str = "resnet", width_multiplier: float = 1.0,
-                blocks: Sequence[int] = REFERENCE_BLOCKS) -> ResNet:
-    """One of ARCHITECTURES on the reference body ([4, 4, 3] blocks at 64/128/256 channels), or
-    on a smaller one: channels times width_multiplier, `blocks` blocks per stage."""
-    return NetworkShape(architecture, float(width_multiplier), tuple(blocks)).build()
-
-
 def device_of(network: nn.Module) -> torch.device:
     """Where a network computes: its first parameter's or buffer's device (an int8 network
     has no parameters, only buffers and packed weights), the CPU if it has neither."""
@@ -216,18 +205,11 @@ def device_of(network: nn.Module) -> torch.device:
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters: every nn.Parameter (BatchNorm's running statistics are
-    buffers, not parameters). Counted whether or not gradients are on, so the frozen EMA copy
-    of a network counts as the network."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def check_parameter_budget(model: nn.Module, name: str) -> int:
-    """The parameter count, or a ConfigError naming it if it is not under PARAMETER_BUDGET."""
-    params = count_parameters(model)
-    if params >= PARAMETER_BUDGET:
-        raise ConfigError(f"{name} has {params:,} trainable parameters; the assignment allows "
-                          f"fewer than {PARAMETER_BUDGET:,}")
-    return params
+    buffers, not parameters), counted whether or not gradients are on, so the frozen EMA copy of
+    a network counts as the network. An int8 network counts as the float network it was made
+    from, whose count it keeps (`float_parameters`)."""
+    recorded = getattr(model, "float_parameters", None)
+    return recorded if recorded is not None else sum(p.numel() for p in model.parameters())
 
 
 def layer_table(model: ResNet) -> List[dict]:

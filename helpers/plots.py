@@ -99,6 +99,13 @@ def lr_schedule(history: List[dict], title: str = "Learning-rate schedule") -> p
     return figure
 
 
+def history_figures(epochs: List[dict], whose: str, images: str) -> dict:
+    """Training curves and learning rates per epoch, each titled with whose training it was
+    and on which images."""
+    return {"training_curves": training_curves(epochs, f"Training, {whose}:\n{images}"),
+            "lr_schedule": lr_schedule(epochs, f"Learning-rate schedule, {whose}:\n{images}")}
+
+
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
                      images: str) -> plt.Figure:
     """Seaborn heatmap of counts: rows are true classes, columns predicted classes; `images`

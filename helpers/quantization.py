@@ -31,24 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
-from .augment import normalize, to_nchw
-from .config import RunConfig
-from .data import CifarData, DataError, load_source_split, stratified_split
-from .errors import ExplainedError
+from .augment import normalize
+from .env import ExplainedError
 from .model import NetworkShape, count_parameters
 
 INT8 = "int8"
-# The calibration images are part of the data, not of the run: the same for every seed (the
-# value the class-balanced subsets were once drawn with, so that calibrations stay as measured).
-CALIBRATION_SEED = 20250401
 ROUTE = "torch.ao.quantization FX graph mode, post-training static"
 
 
@@ -108,10 +101,11 @@ class Int8Network(nn.Module):
     parameter count of its float network, and how it was quantized (`record`, as model.pt
     keeps it). Computes on the CPU; inputs and outputs stay on the caller's device."""
 
-    def __init__(self, graph: nn.Module, shape: NetworkShape, params: int, record: Dict[str, Any],
-                 float_network: Optional[nn.Module] = None):
+    def __init__(self, graph: nn.Module, shape: NetworkShape, float_parameters: int,
+                 record: Dict[str, Any], float_network: Optional[nn.Module] = None):
         super().__init__()
-        self.graph, self.shape, self.params, self.record = graph, shape, params, record
+        self.graph, self.shape, self.record = graph, shape, record
+        self.float_parameters = float_parameters  # what count_parameters() reports
         # Beside the int8 network, not part of it (no submodule): a training run saves it as
         # model.pt. None where the int8 network was loaded from a file.
         object.__setattr__(self, "float_network", float_network)
@@ -167,36 +161,3 @@ def _shapes(state: Dict[str, Any]) -> Dict[str, Any]:
             return [shape(item) for item in value]
         return repr(value)
     return {key: shape(value) for key, value in state.items()}
-
-
-def calibration_set(config: RunConfig, data: CifarData) -> Tuple[torch.Tensor, str]:
-    """(uint8 images (N, 3, 32, 32), what they are): `calibration_images` training images,
-    stratified by class and the same for every seed; from the run's training split, or, in an
-    evaluation (which loads no training images otherwise), from the source's training images."""
-    if len(data.train):
-        images, name = data.train, f"{data.origins['train'].name}, the run's training split"
-    else:
-        images, origin = load_source_split(config, "train")
-        name = origin.name
-    wanted = config.calibration_images
-    if wanted > len(images):
-        raise DataError(f"calibration_images={wanted} asks for more than the {len(images):,} "
-                        f"training images at hand ({name}): set calibration_images to at most "
-                        f"{len(images):,}")
-    # Stratified by class like the validation split, with a fixed seed.
-    chosen = stratified_split(images.labels, wanted, CALIBRATION_SEED)[1] if wanted < len(images) \
-        else np.arange(len(images))
-    return to_nchw(images.images[chosen]), f"{wanted:,} of {name}"
-
-
-def quantize_result(config: RunConfig, data: CifarData, result):
-    """The TrainingResult with its network replaced by the int8 version (quantize='int8');
-    unchanged otherwise."""
-    if config.quantize != INT8:
-        return result
-    network = result.members[0] if result.members else result.network
-    images, described = calibration_set(config, data)
-    int8 = quantize(network, images, config.eval_batch_size, described)
-    print(f"quantized to int8 ({ROUTE}, engine {engine()!r}), activation ranges from "
-          f"{described}; the int8 network computes on the CPU")
-    return dataclasses.replace(result, network=int8, members=[int8] if result.members else [])

@@ -1,17 +1,26 @@
-"""metrics.json and the closing summary of a run."""
+"""The report: metrics.json, the closing summary, the prose that says what a run did, and the
+measured runs committed under results/ (the README's tables, scripts/results_tables.py, and
+the notebook's conclusions are made from them, so that no number is typed twice). Every
+function takes plain values.
+"""
 from __future__ import annotations
 
+import glob
+import json
 import os
 import platform
+import statistics
 import subprocess
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torchvision
 
-from .checkpoints import atomic_write_json
-from .evaluation import format_accuracy, per_class_scores
-from .model import NetworkShape
+from .data import subset_rule
+from .evaluation import accuracy_interval, format_accuracy, interval_text, per_class_scores
+from .files import run_record
+from .model import REFERENCE_PARAMETER_COUNT, NetworkShape
 
 class MarkdownText(str):
     """Text in Markdown that a notebook renders and a log shows as it is: IPython's Markdown
@@ -85,6 +94,10 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         "ece": test.ece,
         "per_class": per_class_scores(test.labels, test.predicted, data.classes),
         "best_val_accuracy": result.best_val_accuracy,
+        # best.pt holds the best validation epoch's weights; the test measures the final
+        # epoch's network, as the report did (null in an evaluation, which trains nothing).
+        "best_val_epoch": best_epoch(result.history),
+        "tested_epoch": result.history[-1]["epoch"] if result.history else None,
         "epochs": config.epochs,
         "epochs_completed": result.epochs_completed,
         # Sum of the epochs' seconds (training + validation), over resumed segments too.
@@ -123,10 +136,6 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
     return metrics
 
 
-def write_metrics(path: str, metrics: dict) -> None:
-    atomic_write_json(path, metrics)
-
-
 def network_words(metrics: dict) -> str:
     """"resnet, 295,706 parameters (width_multiplier 0.25), int8 weights computed on the CPU"."""
     words = f"{metrics['architecture']}, {metrics['params']:,} parameters"
@@ -137,6 +146,25 @@ def network_words(metrics: dict) -> str:
         [f"blocks {blocks}"] * (blocks != list(full.blocks))
     words += f" ({', '.join(sizes)})" if sizes else ""
     return words + (", int8 weights computed on the CPU" if metrics.get("quantization") else "")
+
+
+def best_epoch(history: List[dict]) -> Optional[int]:
+    """The epoch of the best validation accuracy, the first where several share it (best.pt's
+    epoch), or None without validation."""
+    scored = [h for h in history if h.get("val_accuracy") is not None]
+    return max(scored, key=lambda h: h["val_accuracy"])["epoch"] if scored else None
+
+
+def best_words(metrics: dict) -> str:
+    """", epoch 2 (best.pt; the test measures epoch 3's network, the last)" for a training run
+    whose best validation epoch is not its last."""
+    best, tested = metrics.get("best_val_epoch"), metrics.get("tested_epoch")
+    if best is None or tested is None:
+        return ""
+    if best == tested:
+        return f", epoch {best}, the last (its weights are best.pt and model.pt)"
+    return (f", epoch {best} (its weights are best.pt; the test measures the network of the "
+            f"last epoch, {tested}, as the report did)")
 
 
 def _count(number: int, noun: str) -> str:
@@ -156,7 +184,8 @@ def summary(metrics: dict) -> str:
         f"calibration error  {metrics['ece']:.2f} %   (ECE, 15 bins)",
         f"test-time views    {metrics.get('test_time_augmentation', 'none')} (test-time augmentation)",
         "best val accuracy  " + (f"{val:.2f} % on {metrics['val_images']:,} validation images"
-                                 if val is not None else "n/a (no validation images)"),
+                                 + best_words(metrics) if val is not None
+                                 else "n/a (no validation images)"),
         f"network            {network_words(metrics)}",
     ]
     if "evaluated_weights" in metrics:
@@ -170,3 +199,280 @@ def summary(metrics: dict) -> str:
                   + (f", {metrics['warmup_s']:.1f} s warm-up before epoch 1)"
                      if metrics["warmup_s"] else ")")]
     return "\n".join(lines)
+
+
+# --- the measured runs under results/ -------------------------------------------------------
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+# A run's settings that do not change what it computes: runs differing only in them (and the
+# seed) form one row.
+INCIDENTAL = ("seed", "output_dir", "figures_dir", "test_each_epoch", "progress")
+
+
+def load_runs(results_dir: str = RESULTS_DIR, evaluations: bool = False) -> List[dict]:
+    """Training runs, or (evaluations=True) the runs that evaluated given weights instead;
+    each metrics.json with its folder's name added as "folder"."""
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "metrics.json"))):
+        with open(path) as file:
+            metrics = json.load(file)
+        metrics["folder"] = os.path.basename(os.path.dirname(path))
+        if ("evaluated_weights" in metrics) == evaluations:
+            runs.append(metrics)
+    return runs
+
+
+def group_key(run: dict) -> tuple:
+    config = {k: v for k, v in run["config"].items() if k not in INCIDENTAL}
+    return json.dumps(config, sort_keys=True), run["device"], run["commit"]
+
+
+def grouped(runs: List[dict]) -> List[List[dict]]:
+    """Runs of one setting together (by seed), GPU before CPU, reference first, as shipped
+    before its variants."""
+    groups: Dict[tuple, List[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+
+    def order(group: List[dict]) -> tuple:
+        run = group[0]
+        return (run["device"] == "cpu", run["recipe"] != "reference",
+                bool(run["config"].get("recipe_overrides")), run["val_images"])
+
+    for group in groups.values():
+        group.sort(key=lambda r: r["seed"])
+    return sorted(groups.values(), key=order)
+
+
+def is_full_length(run: dict) -> bool:
+    """A 75-epoch-style run on all 50,000 training images on a GPU: what the summary shows."""
+    return run["device"] != "cpu" and not run["val_images"] and run["train_images"] == 50_000
+
+
+def recipe_label(run: dict) -> str:
+    overrides = run["config"].get("recipe_overrides")
+    label = f"{run['recipe']}, {run['epochs']} epochs, batch {run['batch_size']}"
+    return label + (f", `recipe_overrides={overrides}`" if overrides else "")
+
+
+def hardware(run: dict) -> str:
+    """What a run ran on: "NVIDIA H200", or "cpu"."""
+    return run["device"].replace("cuda: ", "")
+
+
+def accuracy_summary(group: List[dict], bold: bool = False) -> str:
+    """One run: "89.45 % (95 % interval 88.8–90.0 %, n = 10,000)". Several seeds: their mean ±
+    sample standard deviation, each value, and the interval of one run's n at the mean."""
+    values = [r["test_accuracy"] for r in group]
+    images = group[0]["test_images"]
+    if len(values) == 1:
+        headline = f"{values[0]:.2f} %"
+        return f"{'**' + headline + '**' if bold else headline} (95 % interval {interval_text(values[0], images)})"
+    mean = statistics.mean(values)
+    low, high = accuracy_interval(mean, images)
+    headline = f"{mean:.2f} ± {statistics.stdev(values):.2f} %"
+    return (f"{'**' + headline + '**' if bold else headline} ({', '.join(f'{v:.2f}' for v in values)}: "
+            f"mean ± sample std of {len(values)} seeds; n = {images:,} each, 95 % interval of one "
+            f"run ±{(high - low) / 2:.1f})")
+
+
+def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
+    """Markdown bullets of what was measured: the full-length training runs by setting, then the
+    evaluations of committed weights, each with its data, n and interval."""
+    lines = [f"- {recipe_label(group[0])}, trained on {group[0]['data']['train']['name']}, tested "
+             f"on {group[0]['data']['test']['name']}: {accuracy_summary(group, bold=True)}"
+             for group in grouped(runs) if is_full_length(group[0])]
+    by_weights: Dict[tuple, List[dict]] = {}
+    for run in evaluations:
+        by_weights.setdefault(tuple(run["evaluated_weights"]), []).append(run)
+    for paths, evaluated in by_weights.items():
+        named = [f"`{path}`" for path in paths]
+        weights = f"ensemble of {' and '.join(named)}" if len(named) > 1 else named[0]
+        # The official images first: they are what the report measured on.
+        evaluated = sorted(evaluated, key=lambda r: "official" not in r["data"]["test"]["name"])
+        lines.append(f"- {weights}, evaluated on " + "; on ".join(
+            f"{r['data']['test']['name']}: {accuracy_summary([r], bold=i == 0)}"
+            for i, r in enumerate(evaluated)))
+    if not any("official" in run["data"].get("train", {}).get("name", "") for run in runs):
+        lines.append("- Not yet measured: a network trained on the official images, the report's "
+                     "data (it needs a GPU).")
+    return lines
+
+
+# --- the epochs ----------------------------------------------------------------------------
+
+def format_history(history: List[dict]) -> str:
+    """Every epoch's learning rate, losses, accuracies (percent) and seconds as one table."""
+    tested = any(h.get("test_accuracy") is not None for h in history)
+    lines = [f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'train acc':>9} {'val loss':>8} "
+             f"{'val acc':>7}{' test acc' if tested else ''} {'seconds':>7}"]
+
+    def number(value, width, digits):
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+    for h in history:
+        lines.append(f"{h['epoch']:>5} {h['lr']:>9.4g} {number(h['train_loss'], 10, 3)} "
+                     f"{number(h['train_accuracy'], 9, 2)} {number(h['val_loss'], 8, 3)} "
+                     f"{number(h['val_accuracy'], 7, 2)}"
+                     + (f" {number(h.get('test_accuracy'), 8, 2)}" if tested else "")
+                     + f" {h['seconds']:>7.1f}")
+    return "\n".join(lines)
+
+
+def format_epoch(entry: dict, epochs: int) -> str:
+    """One concise log line per epoch."""
+    val = "" if entry["val_accuracy"] is None else \
+        f"  val loss {entry['val_loss']:.3f} acc {entry['val_accuracy']:5.2f}%"
+    test = "" if entry.get("test_accuracy") is None else f"  (test acc {entry['test_accuracy']:5.2f}%)"
+    return (f"epoch {entry['epoch']:>3}/{epochs}  lr {entry['lr']:.4g}  train loss "
+            f"{entry['train_loss']:.3f} acc {entry['train_accuracy']:5.2f}%{val}  "
+            f"{entry['seconds']:.1f} s{test}")
+
+
+# --- what a run does, in words --------------------------------------------------------------
+
+def images_words(size: Optional[int], split: str) -> str:
+    return f"{size:,} {split} images ({subset_rule(size)})" if size else f"all {split} images"
+
+
+def source_words(data_source: str, data_dir: str) -> str:
+    return {"torchvision": f"CIFAR-10 as torchvision downloads it into `{data_dir}`",
+            "folder": f"the image folders in `{data_dir}`",
+            "synthetic": "SYNTHETIC images (not CIFAR-10)"}[data_source]
+
+
+def heading(config, recipe_name: str, resumed_after: Optional[int],
+            changed: Sequence[str]) -> MarkdownText:
+    """What a run does, in a sentence of Markdown, and the parameters set away from their
+    defaults (`changed`, as "`name=value`"): the opening of every executed notebook (and of the
+    command line's output), so that saved outputs always say which run made them."""
+    tested = images_words(config.test_subset, "test")
+    source = source_words(config.data_source, config.data_dir)
+    if config.evaluate_only:
+        weights = " and ".join(f"`{path}`" for path in config.model_weights)
+        does = f"evaluates {weights}, trained elsewhere, on {tested} of {source}"
+    else:
+        held_out = f"{config.val_size:,} of them held out for validation" if config.val_size else \
+            "none held out for validation"
+        epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
+        if resumed_after is not None:
+            epochs = f"epochs {resumed_after + 1} to {config.epochs} (resumed)"
+        does = (f"trains the `{config.architecture}` network with the {recipe_name} recipe "
+                f"for {epochs} (seed {config.seed}) on "
+                f"{images_words(config.train_subset, 'training')} of {source}, "
+                f"{held_out}, and tests it on {tested}")
+    return MarkdownText(f"**This run** {does}; its files go to `{config.output_dir}`.\n\n"
+                        f"Parameters set away from their defaults: {', '.join(changed) or 'none'}.")
+
+
+def trained_by(weights: str) -> str:
+    """How a weights file was trained, as the run in its folder recorded it; or that nothing
+    was recorded. That run's test accuracy is its model.pt's: any other file of the run (its
+    best.pt, say) is named as what it is, without that accuracy."""
+    metrics = run_record(weights)
+    if metrics is None:
+        return "no metrics.json beside it, so how it was trained is not known here"
+    data = metrics.get("data", {})
+    trained_on = data.get("train", {}).get("name", metrics["data_source"])
+    tested = data.get("test", {}).get("name", "its test images")
+    epochs = metrics["epochs_completed"]
+    overrides = metrics.get("config", {}).get("recipe_overrides")
+    run = (f"the {metrics['recipe']} recipe{f' with recipe_overrides={overrides}' if overrides else ''}, "
+           f"{epochs} epoch{'s' * (epochs != 1)}, batch {metrics['batch_size']}, seed "
+           f"{metrics['seed']}, on {trained_on}; {hardware(metrics)}, commit {str(metrics['commit'])[:7]}")
+    if os.path.basename(weights) != "model.pt":
+        return (f"{run}; this is that run's {os.path.basename(weights)}, not its model.pt, so the "
+                f"test accuracy it recorded is not this file's")
+    return f"{run}; it recorded {format_accuracy(metrics['test_accuracy'], metrics['test_images'])} on {tested}"
+
+
+def training_images(name: str, trained: int, held_out: int) -> str:
+    """"CIFAR-10 official training images (n = 45,000 trained on, 5,000 held out for
+    validation)"."""
+    held = f"{held_out:,} held out for validation" if held_out else "none held out for validation"
+    return f"{name} (n = {trained:,} trained on, {held})"
+
+
+def recorded_training_images(metrics: dict) -> str:
+    """The training images a recorded run names in its metrics.json (older runs: its source)."""
+    name = metrics.get("data", {}).get("train", {}).get("name", metrics["data_source"])
+    return training_images(name, metrics["train_images"], metrics["val_images"])
+
+
+def recorded_by(metrics: dict, run_name: str) -> str:
+    """"recorded by results/reference-seed0 (NVIDIA H200, commit 043b441)"."""
+    return f"recorded by {run_name} ({hardware(metrics)}, commit {str(metrics['commit'])[:7]})"
+
+
+def quality_report(test, test_name: str, classes: Sequence[str],
+                   members: Sequence[str] = ()) -> str:
+    """Accuracy, calibration error, per-class precision/recall/F1 (helpers/evaluation.py's
+    TestEvaluation `test` on the images `test_name` names), and an ensemble's `members` alone."""
+    from .evaluation import format_per_class
+
+    lines = [f"test accuracy {format_accuracy(test.accuracy, len(test.labels))} on {test_name}",
+             f"(the report: {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official test images)",
+             f"expected calibration error {test.ece:.2f} % (15 bins)", "",
+             format_per_class(per_class_scores(test.labels, test.predicted, classes))]
+    if test.member_accuracies:
+        lines += ["", "ensemble members alone:"]
+        lines += [f"  {path}: {accuracy:.2f} %" for path, accuracy in zip(members, test.member_accuracies)]
+    return "\n".join(lines)
+
+
+def confusions(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+               shown: int = 3) -> MarkdownText:
+    """What this run's confusion matrix shows, in a sentence: the classes it predicted, and its
+    most frequent confusions with their counts; nothing is said that the counts do not show."""
+    wrong = labels != predicted
+    used = np.unique(predicted)
+    if len(used) < len(classes):
+        said = (f"This network predicted only {len(used)} of the {len(classes)} classes "
+                f"({', '.join(classes[c] for c in used)}), so its mistakes say more about "
+                "its training than about which classes look alike.")
+        return MarkdownText(said)
+    if not wrong.any():
+        return MarkdownText("It made no mistakes on these images.")
+    pairs: Dict[Tuple[int, int], int] = {}
+    for true, guess in zip(labels[wrong], predicted[wrong]):
+        pairs[int(true), int(guess)] = pairs.get((int(true), int(guess)), 0) + 1
+    top = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:shown]
+    listed = "; ".join(f"{classes[t]} taken for {classes[g]} {n} time{'s' * (n != 1)}"
+                       for (t, g), n in top)
+    return MarkdownText(f"Its most frequent confusions ({int(wrong.sum()):,} mistakes in all): "
+                        f"{listed}.")
+
+
+def conclusions(config, metrics: dict, test_name: str, train_name: str, synthetic: bool,
+                results_dir: str = "") -> MarkdownText:
+    """The closing paragraph, computed: this run's accuracy with its interval beside the
+    report's, what was trained or evaluated on which data, and what the measured runs in
+    results/ say the improved recipe and the options change."""
+    lines = [f"**Test accuracy {format_accuracy(metrics['test_accuracy'], metrics['test_images'])}** "
+             f"on {test_name}; the report: {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official "
+             "test images."]
+    if config.evaluate_only:
+        lines.append(f"The weights were trained elsewhere ({'; '.join(map(trained_by, config.model_weights))}) "
+                     f"and evaluated here on {metrics['device']}.")
+    else:
+        epochs = metrics["epochs_completed"]
+        lines.append(f"Trained here: the {metrics['recipe']} recipe, {epochs} "
+                     f"epoch{'s' * (epochs != 1)} on {train_name}, {metrics['wall_time_s']:.0f} s on "
+                     f"{metrics['device']} ({metrics['training_step']} step).")
+    if "0–999" in test_name:
+        lines.append("Images 0–999 are a sample of the official test set: the interval above is "
+                     "their sampling spread, and how an accuracy on them compares with one on all "
+                     "10,000 is not yet measured.")
+    elif "JPEG mirror" in test_name:
+        lines.append("The JPEG mirror's test images are lossy copies: accuracies on them run below "
+                     "the official images'.")
+    elif synthetic:
+        lines.append(f"**{SYNTHETIC_WARNING}.**")
+    lines.append(f"The network is {network_words(metrics)} (the report's: "
+                 f"{REFERENCE_PARAMETER_COUNT:,} parameters).")
+    folder = results_dir or RESULTS_DIR
+    measured = measured_lines(load_runs(folder), load_runs(folder, evaluations=True))
+    return MarkdownText("\n\n".join([
+        " ".join(lines),
+        "What the recipes and options measured (results/, with their hardware and commits in "
+        "results/README.md):", "\n".join(measured)]))

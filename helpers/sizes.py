@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluation import NO_TTA, TestTimeAugmentation, format_accuracy, wilson_interval
-from .results import RESULTS_DIR, recorded_run
-from .training import predict_logits
+from .evaluation import format_accuracy, predict_logits, wilson_interval
+from .files import run_record
+from .recipes import NO_TTA, TestTimeAugmentation
+from .report import RESULTS_DIR
 
 ROOT = os.path.dirname(RESULTS_DIR)  # where the results' paths start
 
@@ -45,8 +46,7 @@ def predictions(network: nn.Module, images: torch.Tensor,
                 tta: TestTimeAugmentation = NO_TTA, batch_size: int = 256) -> np.ndarray:
     """Predicted labels for uint8 images (N, 3, 32, 32), on the network's device, averaged
     over the test-time views `tta`."""
-    return predict_logits(network, images, batch_size, tta.flip,
-                          tta_translate=tta.translate).argmax(1).cpu().numpy()
+    return predict_logits(network, images, batch_size, tta).argmax(1).cpu().numpy()
 
 
 def cpu_images_per_second(networks: Dict[str, nn.Module], images: torch.Tensor,
@@ -92,7 +92,7 @@ def _trained(trained: Optional[dict], weights: str) -> str:
     if trained is None:
         return "training not recorded"
     where = trained["device"].replace("cuda: ", "")
-    overrides = ((recorded_run(os.path.join(ROOT, weights)) or {}).get("config") or {}).get("recipe_overrides")
+    overrides = ((run_record(os.path.join(ROOT, weights)) or {}).get("config") or {}).get("recipe_overrides")
     recipe = f"{trained['recipe']} recipe" + (f" with `recipe_overrides={overrides}`" if overrides else "")
     text = f"{recipe}, {trained['epochs']} epochs on {trained['train_data']}, {where}"
     return text + (f", distilled from {', '.join(trained['distilled_from'])}" if trained.get("distilled_from") else "")

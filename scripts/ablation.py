@@ -24,7 +24,7 @@ from typing import Dict, List
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.checkpoints import atomic_write_json  # noqa: E402
+from helpers.files import atomic_write_json  # noqa: E402
 from concurrent_runs import run_concurrently  # noqa: E402  (scripts/ is this script's folder)
 
 # name -> recipe_overrides; each changes one ingredient of the improved recipe as shipped.

@@ -13,7 +13,7 @@ accuracy on all 10,000 official test images. Two measurements follow from runnin
   10,000. Results go to <out>/airbench-official.json as {"airbench94":
   {"official_0_999_accuracies": [percent, ...], "published_all_10000": 94.01, ...}, ...}.
 
-The data is checked to be what the measurement needs (helpers/provenance.py) before any
+The data is checked to be what the measurement needs (helpers/data.py) before any
 training, and the results file is rewritten after every run, so a killed session keeps its runs.
 
 How airbench 0.1.8 is driven (read from its source):
@@ -51,9 +51,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helpers.checkpoints import atomic_write, atomic_write_json  # noqa: E402
+from helpers.files import atomic_write, atomic_write_json  # noqa: E402
 from helpers.data import CIFAR10_CLASSES, load_folder  # noqa: E402
-from helpers.provenance import identify, pixel_fingerprint  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 
 # Test accuracy (percent) on the official images, from the headers of lib_airbench94.py
@@ -61,7 +60,7 @@ from helpers.report import git_commit  # noqa: E402
 PUBLISHED_ACCURACY = {"airbench94": 94.01, "airbench96": 96.05}
 
 
-# What each measurement needs its data to be, by the names helpers/provenance.py gives.
+# What each measurement needs its data to be, by the names helpers/data.py gives.
 NEEDED_DATA = {"mirror": {"train": "CIFAR-10 (JPEG mirror) training images",
                           "test": "CIFAR-10 (JPEG mirror) test images"},
                "offset": {"train": "CIFAR-10 official training images",
@@ -74,9 +73,8 @@ def write_airbench_data(data_dir: str, dest_dir: str) -> dict:
     what each split was recognised as."""
     names = {}
     for split in ("train", "test"):
-        image_set, files = load_folder(data_dir, split)
-        names[split] = identify(split, "folder", {"files": files, "pixels": pixel_fingerprint(
-            image_set.images, image_set.labels)}, len(image_set)).name
+        image_set, origin, _ = load_folder(data_dir, split)
+        names[split] = origin.name
         content = {"images": torch.from_numpy(np.ascontiguousarray(image_set.images, np.uint8)),
                    "labels": torch.from_numpy(image_set.labels.astype(np.int64)),
                    "classes": list(CIFAR10_CLASSES)}

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.checkpoints import atomic_write_json  # noqa: E402
+from helpers.files import atomic_write_json  # noqa: E402
 
 
 def run_concurrently(commands: Dict[str, List[str]], logs: Dict[str, str],

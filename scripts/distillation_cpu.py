@@ -29,14 +29,14 @@ import torch  # noqa: E402
 
 from helpers import cli  # noqa: E402
 from helpers.augment import to_nchw  # noqa: E402
-from helpers.checkpoints import atomic_write_json  # noqa: E402
-from helpers.config import make_config  # noqa: E402
 from helpers.data import load_data  # noqa: E402
-from helpers.evaluation import TestTimeAugmentation  # noqa: E402
+from helpers.files import atomic_write_json, read_weights  # noqa: E402
+from helpers.model import count_parameters  # noqa: E402
+from helpers.recipes import TestTimeAugmentation  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
+from helpers.settings import make_config  # noqa: E402
 from helpers.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
                            predictions)
-from helpers.weights import load_network, parameter_count  # noqa: E402
 from benchmarks.common import environment, start_log  # noqa: E402
 
 
@@ -96,9 +96,9 @@ def main() -> None:
     images, labels = to_nchw(data.test.images), data.test.labels
     settings = arms["alone"]["metrics"]["recipe_settings"]  # both arms test with these views
     tta = TestTimeAugmentation(settings["tta_flip"], settings["tta_translate"])
-    networks = {arm: load_network(os.path.join(args.out, arm, "model.pt")) for arm in arms}
+    networks = {arm: read_weights(os.path.join(args.out, arm, "model.pt"))[0] for arm in arms}
     predicted = {arm: predictions(network, images, tta) for arm, network in networks.items()}
-    teacher = load_network(args.teacher)
+    teacher = read_weights(args.teacher)[0]
     speed = cpu_images_per_second({"student": networks["alone"], "teacher": teacher}, images)
     comparison = {
         "what": "the same student trained alone and distilled: same data, epochs, seed, recipe",
@@ -107,11 +107,11 @@ def main() -> None:
                   "batch_size": args.batch_size, "seed": args.seed, "recipe": args.recipe},
         "train_data": arms["alone"]["metrics"]["data"]["train"]["name"],
         "test_data": data.origins["test"].name,
-        "teacher": {"path": args.teacher, "params": parameter_count(teacher),
+        "teacher": {"path": args.teacher, "params": count_parameters(teacher),
                     "cpu": speed["teacher"]},
         "distillation": {"distill_weight": args.distill_weight, "distill_temperature": args.temperature},
         "student": {"width_multiplier": args.width_multiplier,
-                    "params": parameter_count(networks["alone"]), "cpu": speed["student"]},
+                    "params": count_parameters(networks["alone"]), "cpu": speed["student"]},
         "arms": {arm: {"folder": arm, **accuracy_entry(predicted[arm], labels),
                        "model_bytes": os.path.getsize(os.path.join(args.out, arm, "model.pt")),
                        "training_s": arms[arm]["metrics"]["wall_time_s"],

@@ -3,7 +3,7 @@
     python scripts/fingerprint_data.py /tmp/cifar10-official /tmp/cifar10-jpeg
 
 For each folder's train/ and test/ split: the number of images, the `pixels` and `files`
-fingerprints (helpers/provenance.py) and the name the project gives it. The fingerprints in
+fingerprints (helpers/data.py) and the name the project gives it. The fingerprints in
 provenance.KNOWN_SETS were made with this script from the folders that
 ../shared/data/cifar10-official/unpack.py and ../shared/data/unpack.py write.
 """
@@ -17,7 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from helpers.data import load_folder  # noqa: E402
-from helpers.provenance import identify, pixel_fingerprint  # noqa: E402
 
 
 def main() -> None:
@@ -28,12 +27,10 @@ def main() -> None:
         for split in ("train", "test"):
             if not os.path.isdir(os.path.join(data_dir, split)):
                 continue
-            images, files = load_folder(data_dir, split)
-            fingerprints = {"pixels": pixel_fingerprint(images.images, images.labels), "files": files}
-            origin = identify(split, "folder", fingerprints, len(images))
+            images, origin, _ = load_folder(data_dir, split)
             print(f"{os.path.join(data_dir, split)}: {len(images):,} images, recognised as "
                   f"{origin.name!r}")
-            for kind, value in fingerprints.items():
+            for kind, value in origin.fingerprints.items():
                 print(f"  {kind:<7}{value}")
 
 

@@ -27,10 +27,10 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from helpers import pipeline as stages, plots  # noqa: E402
-from helpers.config import PARAMETERS, make_config  # noqa: E402
-from helpers.recipes import EVALUATION_SETTINGS  # noqa: E402
-from helpers.results import load_runs  # noqa: E402
+from helpers import stages, plots  # noqa: E402
+from helpers.settings import PARAMETERS, make_config  # noqa: E402
+from helpers.recipes import TTA_SETTINGS  # noqa: E402
+from helpers.report import load_runs, recorded_by, recorded_training_images  # noqa: E402
 
 
 def training_config(metrics: dict, data_dir: str, figures_dir: str, output_dir: str):
@@ -48,7 +48,7 @@ def evaluation_config(metrics: dict, run_folder: str, data_dir: str, figures_dir
     """An evaluation of the run's model.pt as the run evaluated it (its recipe's test-time
     augmentation), on the image folders' test images."""
     overrides = {name: value for name, value in (metrics["config"].get("recipe_overrides") or {}).items()
-                 if name in EVALUATION_SETTINGS}
+                 if name in TTA_SETTINGS}
     # Runs from before architectures were recorded trained the reference network.
     return make_config(data_source="folder", data_dir=data_dir, recipe=metrics["recipe"],
                        recipe_overrides=overrides or None,
@@ -92,18 +92,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:  # the evaluation's metrics.json: not kept
         training = stages.start(training_config(metrics, data_dir, figures_dir, scratch))
         stages.data_figures(training, stages.load(training))
-        for name, figure in stages.history_figures(
-                metrics["history"], stages.recorded_by(metrics, run_folder),
-                stages.recorded_training_images(metrics)).items():
+        for name, figure in plots.history_figures(
+                metrics["history"], recorded_by(metrics, run_folder),
+                recorded_training_images(metrics)).items():
             plots.save_figure(figure, figures_dir, name)
         run = stages.start(evaluation_config(metrics, run_folder, data_dir, figures_dir, scratch))
         data = stages.load(run)
-        result = stages.train(run, data, stages.build_model(run))
+        result = stages.load_trained(run, data)
         test = stages.evaluate_test(run, data, result)
         stages.evaluation_figures(run, data, test)
         stages.error_figures(run, data, test)
     committed = committed_evaluation(run.config.model_weights[0], data.origins["test"].name,
-                                     run.recipe.tta_flip)
+                                     run.recipe.tta.flip)
     print(f"figures of {run_folder} on {data.test_name} written to {figures_dir}: "
           f"{agreement(test.accuracy, test.ece, committed)}")
 

@@ -23,17 +23,15 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from helpers.augment import to_nchw  # noqa: E402
-from helpers.checkpoints import atomic_write_json  # noqa: E402
-from helpers.config import make_config  # noqa: E402
-from helpers.data import load_data  # noqa: E402
-from helpers.evaluation import NO_TTA  # noqa: E402
-from helpers.inference import recorded_tta  # noqa: E402
-from helpers.quantization import ROUTE, calibration_set, engine, quantize  # noqa: E402
+from helpers.data import calibration_set, load_data  # noqa: E402
+from helpers.files import atomic_write_json, read_weights, run_record, save_weights  # noqa: E402
+from helpers.model import count_parameters  # noqa: E402
+from helpers.quantization import ROUTE, engine, quantize  # noqa: E402
+from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
-from helpers.results import recorded_run  # noqa: E402
+from helpers.settings import make_config  # noqa: E402
 from helpers.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
                            predictions)
-from helpers.weights import load_network, parameter_count, save_network  # noqa: E402
 from benchmarks.common import environment, start_log  # noqa: E402
 
 WEIGHTS = ["results/reference-seed0/model.pt", "results/improved-nocutout-seed1/model.pt",
@@ -61,21 +59,22 @@ def main() -> None:
                          output_dir=os.path.join("outputs", "int8-cpu"))
     data = load_data(config)  # the test images only, as an evaluation loads them
     images, labels = to_nchw(data.test.images), data.test.labels
-    calibration, calibration_data = calibration_set(config, data)
+    calibration_images, calibration_data = calibration_set(config, data)
+    calibration = to_nchw(calibration_images.images)
     print(f"test images: {data.test_name}; calibration: {calibration_data}")
 
     entries, timed = [], {}
     for weights in args.weights:
         name = folder_name(weights)
-        trained = recorded_run(weights)
-        tta = recorded_tta(weights) or NO_TTA  # as the weights' run measured them
-        float_network = load_network(weights)
+        trained = run_record(weights)
+        float_network, tta = read_weights(weights)
+        tta = tta or NO_TTA  # as the weights' run measured them
         int8_network = quantize(float_network, calibration, calibration_data=calibration_data)
         int8_path = os.path.join(args.out, name, "model-int8.pt")
-        int8_bytes = save_network(int8_path, int8_network, test_time_augmentation=tta.to_dict())
+        int8_bytes = save_weights(int8_path, int8_network, tta)
         float_predicted = predictions(float_network, images, tta)
         int8_predicted = predictions(int8_network, images, tta)
-        entry = {"weights": weights, "name": name, "params": parameter_count(float_network),
+        entry = {"weights": weights, "name": name, "params": count_parameters(float_network),
                  "test_time_augmentation": str(tta),
                  "trained": None if trained is None else {
                      "recipe": trained["recipe"], "epochs": trained["epochs_completed"],

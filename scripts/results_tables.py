@@ -6,7 +6,7 @@ results/ and the parameters' declarations.
 
 Each generated block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`;
 everything outside the markers is written by hand. Runs are the folders of results/ with a
-metrics.json (helpers/results.py); runs that differ only in their seed form one row. Every
+metrics.json (helpers/report.py); runs that differ only in their seed form one row. Every
 accuracy names its data (as the run identified it) and comes with n and its 95 % interval.
 
 The last column estimates the accuracy on all 10,000 official test images: a JPEG-mirror
@@ -28,9 +28,10 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.config import PARAMETERS  # noqa: E402
-from helpers.results import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
-                             load_runs, recipe_label, recorded_run)
+from helpers.files import run_record  # noqa: E402
+from helpers.report import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
+                            load_runs, recipe_label)
+from helpers.settings import PARAMETERS  # noqa: E402
 from helpers.sizes import size_table  # noqa: E402
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
@@ -201,7 +202,7 @@ def mirror_cost_table(evaluations: List[dict]) -> str:
         if set(runs) != {"mirror", "official"}:
             continue
         mirror, official = runs["mirror"], runs["official"]
-        trained = recorded_run(os.path.join(ROOT, weights))
+        trained = run_record(os.path.join(ROOT, weights))
         lines.append(f"| `{weights}` | {trained['data']['train']['name'] if trained else 'unknown'} | "
                      f"{'flip' if flip else 'none'} | {accuracy_summary([mirror])} | "
                      f"{accuracy_summary([official])} | "

@@ -28,6 +28,13 @@ def write_image_folder(root, per_class=3, splits=("train", "test"), extension="p
     return str(root)
 
 
+@pytest.fixture(autouse=True)
+def own_cache_folder(tmp_path_factory, monkeypatch):
+    """Image folders' fingerprints are remembered in a cache folder of each test's own, never
+    in the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images", per_class=6)

@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-from helpers.checkpoints import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
-                                 save_checkpoint)
+from helpers.files import (CheckpointError, DiskFullError, atomic_write, atomic_write_json,
+                           load_checkpoint, read_weights, save_checkpoint, save_weights)
+from helpers.model import NetworkShape, ResNet
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
@@ -36,7 +37,7 @@ def test_a_process_killed_midway_leaves_the_previous_file_intact(tmp_path):
     atomic_write_json(path, {"epoch": 1})
     script = (
         "import os, sys; sys.path.insert(0, %r)\n"
-        "from helpers.checkpoints import atomic_write\n"
+        "from helpers.files import atomic_write\n"
         "def write(file):\n"
         "    file.write(b'{\"epoch\": 2, truncated'); file.flush(); os._exit(9)\n"
         "atomic_write(%r, write)\n" % (os.getcwd(), path))
@@ -48,6 +49,17 @@ def test_a_process_killed_midway_leaves_the_previous_file_intact(tmp_path):
 def test_missing_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(str(tmp_path / "checkpoint.pt"))
+
+
+def test_an_unreadable_weights_file_is_named_without_advice_to_load_it_unsafely(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x00" * 64)  # torch's safe loader stops at its first byte
+    with pytest.raises(CheckpointError) as error:
+        read_weights(str(path))
+    message = str(error.value)
+    assert "is not a readable weights file: damaged (corrupt), or not made by torch.save" in message
+    assert "Unsupported operand 0" in message
+    assert "weights_only" not in message and "Re-running" not in message
 
 
 def test_corrupt_checkpoint_is_reported_as_such(tmp_path):
@@ -70,46 +82,37 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 
 def test_weights_file_is_half_precision_and_loads_with_weights_only(tmp_path):
-    from helpers.checkpoints import load_weights, save_weights
-    from helpers.model import build_resnet
-
     torch.manual_seed(0)
-    network = build_resnet()
+    network = NetworkShape().build()
     path = str(tmp_path / "model.pt")
-    save_weights(path, network, "resnet")
+    save_weights(path, network)
     state = torch.load(path, weights_only=True)
     assert state["architecture"] == "resnet"
     assert state["model"]["classifier.weight"].dtype == torch.float16 and os.path.getsize(path) < 10e6
-    restored = load_weights(path, build_resnet(), "resnet")
+    restored, _ = read_weights(path, "resnet")
     assert torch.allclose(restored.classifier.weight, network.classifier.weight, atol=1e-3)
     assert restored.classifier.weight.dtype == torch.float32
 
 
 def test_weights_saved_before_architectures_were_recorded_still_load(tmp_path):
-    from helpers.checkpoints import load_weights, read_weights
-    from helpers.model import build_resnet
-
-    network = build_resnet()
+    network = ResNet()
     path = str(tmp_path / "old-model.pt")
     torch.save({k: v.half() for k, v in network.state_dict().items()}, path)  # the old format
-    assert read_weights(path)[1] is None
-    restored = load_weights(path, build_resnet(), "resnet")
+    restored, views = read_weights(path, "resnet")
+    assert views is None
     assert torch.allclose(restored.classifier.weight, network.classifier.weight, atol=1e-3)
 
 
 def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
-    from helpers.checkpoints import load_weights, save_weights
-    from helpers.model import build_model
-
     path = str(tmp_path / "model.pt")
-    save_weights(path, build_model("se_resnet"), "se_resnet")
+    save_weights(path, NetworkShape("se_resnet").build())
     with pytest.raises(CheckpointError, match="holds a 'se_resnet' network, but "
                                               "architecture='resnet': set architecture='se_resnet'"):
-        load_weights(path, build_model("resnet"), "resnet")
+        read_weights(path, "resnet")
 
 
 def _pipeline_config(tmp_path, **overrides):
-    from helpers.config import make_config
+    from helpers.settings import make_config
 
     training = {} if "model_weights" in overrides else {"train_subset": 50, "val_size": 0}
     return make_config(**{"data_source": "synthetic", **training, "progress": "none",
@@ -118,20 +121,18 @@ def _pipeline_config(tmp_path, **overrides):
 
 
 def test_model_weights_evaluate_without_training(tmp_path):
-    from helpers import pipeline as stages
-    from helpers.checkpoints import save_weights
-    from helpers.model import build_resnet
-    from helpers.training import predict_logits
+    from helpers import stages
+    from helpers.evaluation import predict_logits
 
     torch.manual_seed(3)
-    trained = build_resnet()
-    save_weights(str(tmp_path / "model.pt"), trained, "resnet")
+    trained = NetworkShape().build()
+    save_weights(str(tmp_path / "model.pt"), trained)
     run = stages.start(_pipeline_config(tmp_path, model_weights=str(tmp_path / "model.pt"),
                                         device="cpu"))
     data = stages.load(run)
-    result = stages.train(run, data, stages.build_model(run))
+    result = stages.load_trained(run, data)
     test = stages.evaluate_test(run, data, result)
-    metrics = stages.finish(run, data, result, test)
+    metrics = stages.save_run(run, data, result, test)
     assert result.history == [] and metrics["epochs_completed"] == 0
     assert metrics["evaluated_weights"] == [str(tmp_path / "model.pt")]
     assert metrics["params"] == 4_697_162 and metrics["architecture"] == "resnet"
@@ -150,23 +151,19 @@ def test_model_weights_evaluate_without_training(tmp_path):
     ("into a training run", "holds a training run (checkpoint.pt)"),
 ])
 def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
-    from helpers import pipeline as stages
-    from helpers.checkpoints import save_weights
-    from helpers.config import ConfigError
-    from helpers.model import build_resnet
-
-    from helpers.model import build_model
+    from helpers import stages
+    from helpers.settings import ConfigError
 
     path = tmp_path / "model.pt"
     if problem == "garbage":
         path.write_bytes(b"not a torch file")
     elif problem == "other network":
-        save_weights(str(path), build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2),
-                                             stem_width=8), "resnet")
+        torch.save({"architecture": "resnet", "model": ResNet(blocks=(1, 1), widths=(8, 16), strides=(
+            1, 2), stem_width=8).state_dict()}, str(path))
     elif problem == "other architecture":
-        save_weights(str(path), build_model("resnext"), "resnext")
+        save_weights(str(path), NetworkShape("resnext").build())
     elif problem in ("with resume", "into a training run"):
-        save_weights(str(path), build_resnet(), "resnet")
+        save_weights(str(path), NetworkShape().build())
     if problem == "into a training run":
         os.makedirs(tmp_path / "out")
         (tmp_path / "out" / "checkpoint.pt").write_bytes(b"a training run's checkpoint")
@@ -179,10 +176,8 @@ def test_bad_model_weights_are_refused_at_start(tmp_path, problem, message):
 # --- weights from elsewhere ---------------------------------------------------------------------
 
 def _reference_state():
-    from helpers.model import build_resnet
-
     torch.manual_seed(5)
-    return build_resnet().state_dict()
+    return ResNet().state_dict()
 
 
 @pytest.mark.parametrize("wrap", [
@@ -192,33 +187,24 @@ def _reference_state():
     lambda state: {f"module.{k}": v for k, v in state.items()},
 ])
 def test_weights_saved_by_other_code_are_unwrapped_and_load(tmp_path, wrap):
-    from helpers.checkpoints import load_weights
-    from helpers.model import build_resnet
-
     state = _reference_state()
     path = str(tmp_path / "elsewhere.pt")
     torch.save(wrap(state), path)
-    loaded = load_weights(path, build_resnet(), "resnet")
+    loaded, _ = read_weights(path, "resnet")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
 
 
 def test_a_whole_pickled_model_is_refused_in_two_lines_naming_its_class(tmp_path):
-    from helpers.checkpoints import load_weights
-    from helpers.model import build_resnet
-
     path = str(tmp_path / "whole.pt")
-    torch.save(build_resnet(), path)
+    torch.save(ResNet(), path)
     with pytest.raises(CheckpointError) as error:
-        load_weights(path, build_resnet())
+        read_weights(path)
     message = str(error.value)
     assert "helpers.model.ResNet" in message and "torch.save(model.state_dict()" in message
     assert "weights_only=False" not in message and len(message) < 400
 
 
 def test_another_networks_weights_say_how_many_tensors_match_with_an_example_of_each_kind(tmp_path):
-    from helpers.checkpoints import load_weights
-    from helpers.model import build_resnet
-
     state = _reference_state()
     state["classifier.weight"] = torch.zeros(100, 256)    # a CIFAR-100 head
     state["extra.weight"] = torch.zeros(3)
@@ -226,7 +212,7 @@ def test_another_networks_weights_say_how_many_tensors_match_with_an_example_of_
     path = str(tmp_path / "other.pt")
     torch.save({"net": state}, path)
     with pytest.raises(CheckpointError) as error:
-        load_weights(path, build_resnet())
+        read_weights(path)
     message = str(error.value)
     assert "150 of the network's 152 tensors match the file's 152" in message
     assert "1 missing (e.g. 'stem.0.weight')" in message and "(e.g. 'extra.weight')" in message
@@ -235,26 +221,22 @@ def test_another_networks_weights_say_how_many_tensors_match_with_an_example_of_
 
 
 def test_a_file_without_weights_says_what_it_holds(tmp_path):
-    from helpers.checkpoints import load_weights
-    from helpers.model import build_resnet
-
     path = str(tmp_path / "results.pt")
     torch.save({"accuracy": 93.4, "epoch": 75}, path)
     with pytest.raises(CheckpointError, match=r"holds a dict with keys \['accuracy', 'epoch'\], "
                                               "and no network weights"):
-        load_weights(path, build_resnet())
+        read_weights(path)
 
 
 def test_a_disk_without_room_for_the_file_is_named_with_the_size_before_anything_is_written(
         tmp_path, monkeypatch):
     import shutil
 
-    from helpers import checkpoints
-    from helpers.checkpoints import DiskFullError
+    from helpers import files
 
     path = str(tmp_path / "checkpoint.pt")
     save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 1})
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage",
+    monkeypatch.setattr(files.shutil, "disk_usage",
                         lambda folder: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
     with pytest.raises(DiskFullError) as error:
         save_checkpoint(path, {"model": {"w": torch.zeros(10_000)}, "epoch": 2})
@@ -269,8 +251,7 @@ def test_a_disk_without_room_for_the_file_is_named_with_the_size_before_anything
 def test_a_write_refused_for_space_midway_leaves_no_partial_file(tmp_path, monkeypatch, code):
     import errno
 
-    from helpers import checkpoints
-    from helpers.checkpoints import DiskFullError
+    from helpers import files
 
     path = str(tmp_path / "metrics.json")
     atomic_write_json(path, {"epoch": 1})
@@ -278,7 +259,7 @@ def test_a_write_refused_for_space_midway_leaves_no_partial_file(tmp_path, monke
     def refuse(descriptor):  # a quota or a network disk says so only when the data is flushed
         raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
 
-    monkeypatch.setattr(checkpoints.os, "fsync", refuse)
+    monkeypatch.setattr(files.os, "fsync", refuse)
     with pytest.raises(DiskFullError, match=r"not enough space to write metrics.json .*it needs"):
         atomic_write_json(path, {"epoch": 2})
     assert os.listdir(tmp_path) == ["metrics.json"]
@@ -287,7 +268,7 @@ def test_a_write_refused_for_space_midway_leaves_no_partial_file(tmp_path, monke
 
 
 def test_random_states_saved_with_more_gpus_restore_on_a_machine_with_fewer(monkeypatch):
-    from helpers.checkpoints import restore_rng_states, rng_states
+    from helpers.training import restore_rng_states, rng_states
 
     states = rng_states()
     states["cuda"] = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]

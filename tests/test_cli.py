@@ -16,7 +16,7 @@ def test_bad_option_value_exits_with_the_reason_not_a_traceback():
 
 
 def test_every_notebook_parameter_is_an_option():
-    from helpers.config import PARAMETER_NAMES
+    from helpers.settings import PARAMETER_NAMES
 
     help_text = run_cli("--help").stdout
     assert all(f"--{name.replace('_', '-')}" in help_text for name in PARAMETER_NAMES)

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from helpers.config import ConfigError, RunConfig, config_differences, make_config
+from helpers.settings import ConfigError, RunConfig, config_differences, make_config
 
 
 def test_defaults_are_the_reference_recipe():
@@ -65,7 +65,7 @@ def test_cuda_asked_for_but_absent_is_refused(monkeypatch):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_dir_is_refused(tmp_path):
-    from helpers.config import check_writable
+    from helpers.stages import check_writable
 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
@@ -74,7 +74,7 @@ def test_unwritable_output_dir_is_refused(tmp_path):
 
 
 def test_output_dir_below_a_file_is_refused(tmp_path):
-    from helpers.config import check_writable
+    from helpers.stages import check_writable
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -92,11 +92,11 @@ def test_config_differences_ignore_epochs_but_list_run_changing_settings():
 def test_recipe_overrides_change_one_ingredient_and_keep_the_rest():
     import dataclasses
 
-    from helpers.recipes import resolve_recipe
+    from helpers.settings import recipe_of
 
-    shipped = resolve_recipe(make_config(recipe="improved"))
+    shipped = recipe_of(make_config(recipe="improved"))
     # papermill's -p delivers the dict as a string
-    changed = resolve_recipe(make_config(recipe="improved",
+    changed = recipe_of(make_config(recipe="improved",
                                          recipe_overrides="{'cutout_size': 8, 'ema_decay': 0}"))
     assert changed.augmentation == dataclasses.replace(shipped.augmentation, cutout_size=8)
     assert changed.ema_decay == 0.0
@@ -119,7 +119,7 @@ def test_recipe_overrides_change_one_ingredient_and_keep_the_rest():
     ("[1, 2]", "must be a dict of recipe settings"),
 ])
 def test_bad_recipe_overrides_are_refused_before_any_work(tmp_path, overrides, message):
-    from helpers import pipeline as stages
+    from helpers import stages
 
     with pytest.raises(ConfigError) as error:
         stages.start(make_config(recipe="improved", recipe_overrides=overrides,
@@ -130,10 +130,11 @@ def test_bad_recipe_overrides_are_refused_before_any_work(tmp_path, overrides, m
 def test_every_recipe_setting_but_its_name_can_be_overridden():
     import dataclasses
 
-    from helpers.recipes import _SETTINGS, Augmentation, Recipe
+    from helpers.recipes import TTA_SETTINGS, Augmentation, Recipe
+    from helpers.settings import RECIPE_SETTINGS
 
     fields = {f.name for f in dataclasses.fields(Recipe)} | {f.name for f in dataclasses.fields(Augmentation)}
-    assert set(_SETTINGS) == fields - {"name", "augmentation"}
+    assert set(RECIPE_SETTINGS) == fields - {"name", "augmentation", "tta"} | set(TTA_SETTINGS)
 
 
 def test_a_misspelt_parameter_is_named_with_the_closest_known_one():
@@ -142,7 +143,7 @@ def test_a_misspelt_parameter_is_named_with_the_closest_known_one():
 
 
 def test_papermill_injected_parameters_that_the_notebook_lacks_stop_the_run():
-    from helpers.config import config_from_namespace
+    from helpers.settings import config_from_namespace
 
     executed = ["", "import x", "epochs = 75\nseed = 0", '# Parameters\nepoch = 1\nseed = 2\n',
                 "config = config_from_namespace(globals())"]
@@ -190,7 +191,7 @@ def test_the_notebook_parameters_cell_holds_exactly_the_declared_parameters_at_t
     import json
 
     from conftest import ROOT
-    from helpers.config import PARAMETERS
+    from helpers.settings import PARAMETERS
 
     with open(os.path.join(ROOT, "final-code.ipynb")) as file:
         cells = json.load(file)["cells"]
@@ -263,7 +264,7 @@ CONTEXT = {"num_workers": {"pipeline": "dataloader"}, "calibration_images": {"qu
 
 
 def test_every_parameter_has_plausible_spellings_to_try():
-    from helpers.config import PARAMETERS
+    from helpers.settings import PARAMETERS
 
     assert set(PLAUSIBLE) == set(PARAMETERS)
 
@@ -304,8 +305,8 @@ def test_a_structured_value_says_which_part_is_wrong(name, value, says):
 
 
 def test_every_range_violation_reads_the_same_and_comes_from_the_declaration():
-    from helpers.config import PARAMETERS
-    from helpers.values import Number, OrNone
+    from helpers.settings import PARAMETERS
+    from helpers.settings import Number, OrNone
 
     checked = 0
     for name, declared in PARAMETERS.items():
@@ -348,17 +349,17 @@ def test_settings_at_their_defaults_never_count_as_set():
 
 
 def test_an_evaluation_takes_only_the_test_time_settings_of_a_recipe():
-    from helpers.recipes import resolve_recipe
+    from helpers.settings import recipe_of
 
-    assert resolve_recipe(make_config(model_weights="a.pt", recipe="improved",
-                                      recipe_overrides="tta_flip=False")).tta_flip is False
+    assert recipe_of(make_config(model_weights="a.pt", recipe="improved",
+                                      recipe_overrides="tta_flip=False")).tta.flip is False
     with pytest.raises(ConfigError, match=r"recipe_overrides \['cutout_size'\] have no effect here"):
-        resolve_recipe(make_config(model_weights="a.pt", recipe_overrides={"cutout_size": 0}))
+        recipe_of(make_config(model_weights="a.pt", recipe_overrides={"cutout_size": 0}))
 
 
 def _path_parameters():
-    from helpers.config import PARAMETERS
-    from helpers.values import Path, Paths
+    from helpers.settings import PARAMETERS
+    from helpers.settings import Path, Paths
 
     return [name for name, p in PARAMETERS.items()
             if isinstance(getattr(p.kind, "kind", p.kind), (Path, Paths))]

@@ -2,10 +2,9 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import write_image_folder
-from helpers.config import make_config
+from helpers.settings import make_config
 from helpers.data import (CIFAR10_CLASSES, DataError, ImageSet, balanced_subset_indices,
                           check_integrity, load_data, make_synthetic, stratified_split, summarize)
 
@@ -227,42 +226,49 @@ def test_test_subset_is_class_balanced_for_folders_and_synthetic_data(image_fold
         load_data(folder_config(image_folder, test_subset=100))
 
 
-def test_decoded_images_are_cached_beside_the_folder_and_reused(image_folder, monkeypatch):
+def test_a_folder_is_fingerprinted_once_and_later_runs_decode_only_the_images_they_use(
+        image_folder, monkeypatch):
     from helpers import data as data_module
 
+    before = sorted(os.listdir(image_folder))
     first = load_data(folder_config(image_folder, val_size=0))
-    assert os.path.isfile(data_module.cache_path(os.path.join(image_folder, "train")))
-
-    def no_decoding(paths):
-        raise AssertionError("decoded again although the cache matches the files")
-
-    monkeypatch.setattr(data_module, "read_images", no_decoding)
+    assert sorted(os.listdir(image_folder)) == before  # nothing written into the data folder
+    assert os.path.isfile(data_module.fingerprint_cache())
+    assert any("decoded all 60 files to fingerprint them (remembered in" in note for note in first.notes)
+    decoded = []
+    real = data_module.read_images
+    monkeypatch.setattr(data_module, "read_images", lambda paths, labels: decoded.append(len(paths))
+                        or real(paths, labels))
     again = load_data(folder_config(image_folder, val_size=0, train_subset=20))
+    assert decoded == [20, 60]  # the 20 training images of the subset, every test image
     assert np.array_equal(again.test.images, first.test.images)
+    assert again.origins["train"].fingerprints == first.origins["train"].fingerprints
     assert np.all(np.bincount(again.train.labels, minlength=10) == 2)
+    assert again.notes == ("train: decoded 20 files", "test: decoded 60 files")
 
 
-def test_a_changed_image_rebuilds_the_cache(image_folder):
+def test_a_changed_image_is_read_and_fingerprinted_anew(image_folder):
     from PIL import Image
 
-    load_data(folder_config(image_folder, val_size=0))
+    before = load_data(folder_config(image_folder, val_size=0))
     changed = os.path.join(image_folder, "test", "ship", "0002.png")
     Image.fromarray(np.full((32, 32, 3), 77, np.uint8)).save(changed)
     data = load_data(folder_config(image_folder, val_size=0))
     ship = np.flatnonzero(data.test.labels == CIFAR10_CLASSES.index("ship"))[2]
     assert np.all(data.test.images[ship] == 77)
+    assert data.origins["test"].fingerprints != before.origins["test"].fingerprints
 
 
-def test_a_read_only_image_folder_still_loads_without_a_cache(image_folder, monkeypatch):
+def test_without_a_writable_cache_folder_the_images_still_load(image_folder, monkeypatch):
     from helpers import data as data_module
 
-    def read_only(path, write):
+    def read_only(path, text):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(data_module, "atomic_write", read_only)
+    monkeypatch.setattr(data_module, "atomic_write_text", read_only)
     data = load_data(folder_config(image_folder, val_size=0))
-    assert len(data.train) == 60
-    assert not os.path.exists(data_module.cache_path(os.path.join(image_folder, "train")))
+    assert len(data.train) == 60 and not os.path.exists(data_module.fingerprint_cache())
+    assert "not remembered: [Errno 13] Permission denied" in data.notes[0]
 
 
 # --- a damaged download -------------------------------------------------------------------------
@@ -292,11 +298,11 @@ def test_a_damaged_extracted_folder_is_named_with_the_damaged_files(tmp_path, mo
 
 def _known_as(monkeypatch, data_dir, split, kind, family="CIFAR-10", part="test images 0–999"):
     """Make `data_dir`'s split a known set, recognised by its `kind` fingerprint."""
-    from helpers import provenance
+    from helpers import data as provenance
     from helpers.data import load_folder
 
-    images, files = load_folder(data_dir, split)
-    fingerprint = files if kind == "files" else provenance.pixel_fingerprint(images.images, images.labels)
+    images, origin, _ = load_folder(data_dir, split)
+    fingerprint = origin.fingerprints[kind]
     known = provenance.KnownSet(family, part, split, kind, fingerprint, len(images), "this test")
     monkeypatch.setattr(provenance, "KNOWN_SETS", (known,))
 
@@ -336,7 +342,7 @@ def test_a_lossy_copy_is_known_by_its_files_not_its_decoded_pixels(tmp_path, mon
 
 
 def test_the_official_sets_and_the_mirror_have_one_fingerprint_each_with_its_source():
-    from helpers.provenance import KNOWN_SETS
+    from helpers.data import KNOWN_SETS
 
     assert len({known.fingerprint for known in KNOWN_SETS}) == len(KNOWN_SETS) == 5
     assert all(len(known.fingerprint) == 64 and known.source for known in KNOWN_SETS)
@@ -375,7 +381,7 @@ def test_a_file_name_that_is_not_valid_utf8_is_read_as_the_file_system_gives_it(
 
 
 def test_usable_cpus_are_those_the_process_may_run_on_not_the_hosts(monkeypatch):
-    from helpers import data
+    from helpers import env as data
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # taskset -c 3
     monkeypatch.setattr(data, "cgroup_cpu_quota", lambda: None)
@@ -383,7 +389,7 @@ def test_usable_cpus_are_those_the_process_may_run_on_not_the_hosts(monkeypatch)
 
 
 def test_a_container_cpu_quota_caps_the_usable_cpus(monkeypatch, tmp_path):
-    from helpers import data
+    from helpers import env as data
 
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker run --cpus 1.5
     assert data.cgroup_cpu_quota(str(tmp_path)) == 1.5
@@ -400,18 +406,13 @@ def test_a_container_cpu_quota_caps_the_usable_cpus(monkeypatch, tmp_path):
 
 
 def test_dataloader_workers_default_to_the_usable_cpus(monkeypatch, tmp_path):
-    from helpers import training
-    from helpers.model import build_model
-    from helpers.recipes import resolve_recipe
+    from helpers import stages
+    from test_training import tiny_config, train_tiny
 
-    monkeypatch.setattr(training, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(stages, "usable_cpus", lambda: 1)
     chosen = {}
-    monkeypatch.setattr(training, "dataloader_batches", lambda *args, **kwargs: chosen.update(kwargs))
-    config = make_config(data_source="synthetic", pipeline="dataloader", train_subset=40,
-                         val_size=0, output_dir=str(tmp_path))
-    trainer = training.Trainer(config, resolve_recipe(config), load_data(config), build_model(),
-                               torch.device("cpu"))
-    trainer.batches(1)
+    monkeypatch.setattr(stages, "dataloader_batches", lambda *args, **kwargs: chosen.update(kwargs) or [])
+    train_tiny(tiny_config(tmp_path, pipeline="dataloader", num_workers=None, epochs=1))
     assert chosen["num_workers"] == 1
 
 

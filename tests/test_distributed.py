@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from helpers.checkpoints import load_checkpoint
+from helpers.files import load_checkpoint
 
 
 def run_cli(output_dir, processes):

@@ -7,15 +7,15 @@ import torch
 
 from torch import nn
 
-from helpers.evaluation import NO_TTA, TestTimeAugmentation
 from helpers.inference import (SubmissionError, load_kaggle_test, predict, safe_load_pickle,
                                write_submission)
-from helpers.model import build_resnet
+from helpers.model import ResNet
+from helpers.recipes import NO_TTA, TestTimeAugmentation
 
 
 def tiny_network():
     torch.manual_seed(0)
-    return build_resnet(blocks=(1,), widths=(8,), strides=(1,), stem_width=8)
+    return ResNet(blocks=(1,), widths=(8,), strides=(1,), stem_width=8)
 
 
 def write_pickle(path, content, protocol=pickle.HIGHEST_PROTOCOL):
@@ -64,49 +64,47 @@ def right_bright_images(count=6):
 
 
 def test_a_weights_file_predicts_with_the_test_time_augmentation_it_records(tmp_path):
-    from helpers.checkpoints import save_weights
+    from helpers.files import save_weights
     from helpers.inference import load_predictor
 
     path = str(tmp_path / "model.pt")
-    network = build_resnet()
-    save_weights(path, network, "resnet", TestTimeAugmentation(flip=True).to_dict())
+    network = ResNet()
+    save_weights(path, network, TestTimeAugmentation(flip=True))
     model = load_predictor(path)
     assert model.test_time_augmentation == "flip"
-    save_weights(path, network, "resnet")  # a file from before model.pt recorded it
+    save_weights(path, network)  # a file from before model.pt recorded it
     assert load_predictor(path).test_time_augmentation == "none"
 
 
 def test_a_weights_file_without_a_record_uses_what_the_metrics_beside_it_say(tmp_path):
     import json
 
-    from helpers.checkpoints import save_weights
-    from helpers.inference import recorded_tta
+    from helpers.files import read_weights, save_weights
 
     path = str(tmp_path / "model.pt")
-    save_weights(path, build_resnet(), "resnet")
-    assert recorded_tta(path) is None
+    save_weights(path, ResNet())
+    assert read_weights(path)[1] is None
     with open(tmp_path / "metrics.json", "w") as file:
         json.dump({"recipe_settings": {"tta_flip": True, "tta_translate": 2}}, file)
-    assert recorded_tta(path) == TestTimeAugmentation(flip=True, translate=2)
+    assert read_weights(path)[1] == TestTimeAugmentation(flip=True, translate=2)
 
 
 def test_the_submission_is_labelled_the_way_the_test_accuracy_was_measured(tmp_path):
-    from helpers import pipeline as stages
-    from helpers.config import make_config
+    from helpers import stages
     from helpers.data import CifarData, ImageSet
     from helpers.distributed import DistributedContext
-    from helpers.recipes import resolve_recipe
+    from helpers.settings import make_config, recipe_of
     from helpers.training import TrainingResult
 
     images = right_bright_images()
     kaggle = write_pickle(tmp_path / "test.pkl", {b"data": images, b"ids": list(range(6))})
     config = make_config(recipe="improved", data_source="synthetic", kaggle_test_pkl=kaggle,
                          output_dir=str(tmp_path))
-    run = stages.Run(config, resolve_recipe(config), torch.device("cpu"), DistributedContext(),
+    run = stages.Run(config, recipe_of(config), torch.device("cpu"), DistributedContext(),
                      tta=(TestTimeAugmentation(flip=True),))
     data = CifarData(ImageSet(images[:0], np.zeros(0, np.int64)), ImageSet(images[:0], np.zeros(0, np.int64)),
                      ImageSet(images, np.ones(6, np.int64)), "synthetic")
-    result = stages._owned(run, TrainingResult(LeftOrRight()))
+    result = run.result = TrainingResult(LeftOrRight())
     measured = stages.evaluate_test(run, data, result)
     assert "with the test-time augmentation of the test accuracy (flip)" in stages.submit(run, result)
     with open(tmp_path / "submission.csv") as file:

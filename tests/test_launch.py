@@ -1,5 +1,5 @@
 """Messages name a setting as it is typed where the run was started."""
-from helpers.launch import COMMAND_LINE, NOTEBOOK, PAPERMILL, PYTHON, launcher, setting
+from helpers.env import COMMAND_LINE, NOTEBOOK, PAPERMILL, PYTHON, launcher, setting
 
 
 def test_a_setting_is_written_as_each_way_of_starting_a_run_types_it():
@@ -36,7 +36,7 @@ def test_the_command_line_speaks_in_options(tmp_path):
 
 
 def test_papermill_is_recognised_by_the_program_a_process_runs_not_by_a_mention():
-    from helpers.launch import runs_program
+    from helpers.env import runs_program
 
     assert runs_program(["/usr/bin/python3", "/usr/local/bin/papermill", "in.ipynb"], "papermill")
     assert runs_program(["papermill", "in.ipynb", "out.ipynb"], "papermill")

@@ -282,13 +282,13 @@ def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path)
     is asked for: progress='auto' draws lines instead where CI is set or papermill started it.)"""
     nbformat = pytest.importorskip("nbformat")
     training = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
-                "from helpers import pipeline as stages\n"
-                "from helpers.config import make_config\n"
+                "from helpers import stages\n"
+                "from helpers.settings import make_config\n"
                 "run = stages.start(make_config(data_source='synthetic', train_subset=40, "
                 "val_size=0, test_subset=20, batch_size=8, epochs=2, progress='bar', "
                 f"output_dir={str(tmp_path / 'out')!r}))\n"
                 "data = stages.load(run)\n"
-                "result = stages.train(run, data, stages.build_model(run))")
+                "result = stages.train(run, data, stages.build_network(run))")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(training)])
     nbformat.write(notebook, str(tmp_path / "train.ipynb"))
     subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
@@ -302,6 +302,6 @@ def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path)
 def test_papermill_reads_every_line_of_the_parameters_cell():
     """papermill parses the cell to know the parameters' names and types (and warns, once per
     run, about a line it cannot read, e.g. one with '=' in its comment)."""
-    from helpers.config import PARAMETER_NAMES
+    from helpers.settings import PARAMETER_NAMES
 
     assert set(papermill.inspect_notebook(NOTEBOOK)) == set(PARAMETER_NAMES)

@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-from helpers import pipeline as stages
-from helpers.checkpoints import load_checkpoint, save_weights
-from helpers.config import ConfigError, make_config
-from helpers.evaluation import TestTimeAugmentation
-from helpers.model import build_resnet
+from helpers import stages
+from helpers.files import load_checkpoint, read_weights, save_weights
+from helpers.model import NetworkShape
+from helpers.recipes import TestTimeAugmentation
+from helpers.settings import ConfigError, make_config
 
 
 def tiny(output_dir, **overrides):
@@ -22,7 +22,7 @@ def tiny(output_dir, **overrides):
 
 def started(config):
     run = stages.start(config)
-    return run, stages.load(run), stages.build_model(run)
+    return run, stages.load(run), stages.build_network(run)
 
 
 def test_the_training_step_run_again_for_the_same_run_stops_and_names_resume(tmp_path):
@@ -31,7 +31,7 @@ def test_the_training_step_run_again_for_the_same_run_stops_and_names_resume(tmp
     before = load_checkpoint(run.path("checkpoint.pt"))["model"]
     with pytest.raises(ConfigError, match=r"already trained into output_dir=.*holds epoch 1.*"
                                           r"`resume=True`.*`output_dir=.*a-2'`"):
-        stages.train(run, data, stages.build_model(run))
+        stages.train(run, data, stages.build_network(run))
     after = load_checkpoint(run.path("checkpoint.pt"))["model"]
     assert all(torch.equal(before[key], after[key]) for key in before)
 
@@ -40,26 +40,19 @@ def test_a_network_trained_once_is_not_trained_again_under_a_new_label(tmp_path)
     run, data, network = started(tiny(tmp_path / "a"))
     stages.train(run, data, network)
     second = stages.start(tiny(tmp_path / "b"))
-    with pytest.raises(ConfigError, match="network has been trained already.*build_model"):
+    with pytest.raises(ConfigError, match="network is not this run's.*build_network"):
         stages.train(second, data, network)
     assert not os.path.exists(second.path("checkpoint.pt"))
-    stages.train(second, data, stages.build_model(second))  # a fresh network trains
+    stages.train(second, data, stages.build_network(second))  # a fresh network trains
     assert load_checkpoint(second.path("checkpoint.pt"))["epoch"] == 1
 
 
 def test_after_an_interrupt_the_training_step_stops_until_resume_is_set(tmp_path, monkeypatch):
-    from helpers.training import Trainer
+    from test_training import interrupted_in_epoch
 
     config = tiny(tmp_path, epochs=2)
     run, data, network = started(config)
-    real_epoch = Trainer.run_epoch
-
-    def interrupted_in_epoch_two(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", interrupted_in_epoch_two)
+    interrupted_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         stages.train(run, data, network)
     monkeypatch.undo()
@@ -73,12 +66,12 @@ def test_after_an_interrupt_the_training_step_stops_until_resume_is_set(tmp_path
 
 def test_an_evaluation_into_the_folder_of_a_finished_evaluation_is_refused(tmp_path):
     weights = str(tmp_path / "model.pt")
-    save_weights(weights, build_resnet(), "resnet")
+    save_weights(weights, NetworkShape().build())
     config = tiny(tmp_path / "eval", model_weights=weights, train_subset=None, val_size=5000,
                   epochs=75, batch_size=256)
     run, data, network = started(config)
-    result = stages.train(run, data, network)
-    stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    result = stages.load_trained(run, data)
+    stages.save_run(run, data, result, stages.evaluate_test(run, data, result))
     with pytest.raises(ConfigError, match=r"holds a finished run \(metrics.json, figures\).*"
                                           r"`output_dir=.*evaluation'`"):
         stages.start(config)
@@ -87,7 +80,7 @@ def test_an_evaluation_into_the_folder_of_a_finished_evaluation_is_refused(tmp_p
 @pytest.fixture
 def flip_weights(tmp_path):
     path = str(tmp_path / "model.pt")
-    save_weights(path, build_resnet(), "resnet", TestTimeAugmentation(flip=True).to_dict())
+    save_weights(path, NetworkShape().build(), TestTimeAugmentation(flip=True))
     return path
 
 
@@ -98,7 +91,7 @@ def evaluation(tmp_path, weights, **overrides):
 
 def test_an_evaluation_uses_the_test_time_augmentation_the_weights_record(tmp_path, flip_weights):
     run = evaluation(tmp_path, flip_weights)
-    assert run.tta == (TestTimeAugmentation(flip=True),) and run.recipe.tta_flip
+    assert run.tta == (TestTimeAugmentation(flip=True),) and run.recipe.tta.flip
     assert "test-time augmentation: flip (as recorded with the weights)" in stages.describe(run)
 
 
@@ -115,11 +108,11 @@ def test_parameters_that_choose_a_test_time_augmentation_win_over_the_record(
 
 def test_an_ensemble_evaluates_each_member_with_its_own_test_time_augmentation(tmp_path, flip_weights):
     plain = str(tmp_path / "plain.pt")
-    save_weights(plain, build_resnet(), "resnet", TestTimeAugmentation().to_dict())
+    save_weights(plain, NetworkShape().build(), TestTimeAugmentation())
     run = evaluation(tmp_path, [flip_weights, plain], test_subset=20)
     data = stages.load(run)
-    result = stages.train(run, data, stages.build_model(run))
-    metrics = stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    result = stages.load_trained(run, data)
+    metrics = stages.save_run(run, data, result, stages.evaluate_test(run, data, result))
     assert metrics["test_time_augmentation"] == "flip; none"
     assert [m["test_time_augmentation"] for m in metrics["ensemble_members"]] == ["flip", "none"]
     with open(run.path("metrics.json")) as file:
@@ -127,14 +120,12 @@ def test_an_ensemble_evaluates_each_member_with_its_own_test_time_augmentation(t
 
 
 def test_a_trained_model_records_the_test_time_augmentation_of_its_accuracy(tmp_path):
-    from helpers.inference import recorded_tta
-
     run, data, network = started(tiny(tmp_path, recipe="improved"))
     result = stages.train(run, data, network)
-    metrics = stages.finish(run, data, result, stages.evaluate_test(run, data, result))
+    metrics = stages.save_run(run, data, result, stages.evaluate_test(run, data, result))
     assert metrics["test_time_augmentation"] == "flip"
     os.remove(run.path("metrics.json"))  # the record in model.pt alone
-    assert recorded_tta(run.path("model.pt")) == TestTimeAugmentation(flip=True)
+    assert read_weights(run.path("model.pt"))[1] == TestTimeAugmentation(flip=True)
 
 
 def test_on_a_cpu_torch_uses_no_more_threads_than_the_process_may_use_cpus(tmp_path, monkeypatch):
@@ -150,18 +141,14 @@ def test_on_a_cpu_torch_uses_no_more_threads_than_the_process_may_use_cpus(tmp_p
 
 def test_a_result_of_an_earlier_run_is_not_evaluated_or_saved_as_this_runs(tmp_path, monkeypatch):
     """In a live kernel `result` survives a new run whose training was interrupted."""
-    from helpers.training import Trainer
+    from test_training import interrupted_in_epoch
 
     first, data, network = started(tiny(tmp_path / "first"))
     result = stages.train(first, data, network)
     second = stages.start(tiny(tmp_path / "second", epochs=2))
-
-    def interrupted(self, epoch):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
+    interrupted_in_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        stages.train(second, data, stages.build_model(second))
+        stages.train(second, data, stages.build_network(second))
     for stage in (lambda: stages.evaluate_test(second, data, result),
                   lambda: stages.submit(second, result),
                   lambda: stages.history_table(second, result)):

@@ -5,14 +5,20 @@ import json
 import numpy as np
 import torch
 
-from helpers import pipeline as stages
+from helpers import stages
 from helpers import plots
-from helpers.checkpoints import save_weights
-from helpers.config import make_config
+from helpers.files import save_weights
+from helpers.settings import make_config
 from helpers.data import CIFAR10_CLASSES
 from helpers.evaluation import from_logits
-from helpers.model import build_resnet
+from helpers.model import ResNet
 from helpers.training import TrainingResult
+
+
+def owned(run, result):
+    """`result` as the run's own, as its training step would have made it."""
+    run.result = result
+    return result
 
 
 def history(epochs):
@@ -55,7 +61,7 @@ def test_every_figure_of_a_training_run_names_its_images_and_their_number(tmp_pa
     data = stages.load(run)
     test = from_logits(torch.randn(50, 10), torch.from_numpy(data.test.labels))
     figures = {**stages.data_figures(run, data),
-               **stages.training_figures(run, data, stages._owned(run, TrainingResult(None, history(2)))),
+               **stages.training_figures(run, data, owned(run, TrainingResult(None, history(2)))),
                **stages.evaluation_figures(run, data, test), **stages.error_figures(run, data, test)}
     assert len(figures) == 7
     trained = "SYNTHETIC images (not CIFAR-10), the first 10 of each class"
@@ -68,7 +74,7 @@ def test_every_figure_of_a_training_run_names_its_images_and_their_number(tmp_pa
 
 
 def test_an_evaluation_titles_the_curves_and_schedule_as_the_weights_own_run_recorded_them(tmp_path):
-    save_weights(str(tmp_path / "model.pt"), build_resnet(), "resnet")
+    save_weights(str(tmp_path / "model.pt"), ResNet())
     recorded = {"history": history(3), "device": "cuda: NVIDIA H200", "commit": "abcdef0123",
                 "data_source": "folder", "train_images": 45000, "val_images": 5000,
                 "data": {"train": {"name": "CIFAR-10 official training images"}}}
@@ -76,7 +82,7 @@ def test_an_evaluation_titles_the_curves_and_schedule_as_the_weights_own_run_rec
         json.dump(recorded, file)
     run = stages.start(make_config(data_source="synthetic", model_weights=str(tmp_path / "model.pt"),
                                    output_dir=str(tmp_path / "evaluation")))
-    figures = stages.training_figures(run, stages.load(run), stages._owned(run, TrainingResult(None)))
+    figures = stages.training_figures(run, stages.load(run), owned(run, TrainingResult(None)))
     for name in ("training_curves", "lr_schedule"):
         assert (f"recorded by the run that trained {tmp_path / 'model.pt'} (NVIDIA H200, commit "
                 "abcdef0), not computed here: CIFAR-10 official training images (n = 45,000 "

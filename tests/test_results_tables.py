@@ -68,7 +68,7 @@ def test_official_equivalent_adds_the_delta_of_the_trainer_with_the_nearest_mirr
 
 
 def test_parameters_table_lists_every_parameter_with_its_default():
-    from helpers.config import PARAMETER_NAMES
+    from helpers.settings import PARAMETER_NAMES
 
     table = tables.parameters_table()
     for name in PARAMETER_NAMES:

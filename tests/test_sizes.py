@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from helpers.augment import to_nchw
-from helpers.checkpoints import CheckpointError
-from helpers.config import ConfigError, make_config
+from helpers.files import CheckpointError
+from helpers.settings import ConfigError, make_config
 from helpers.data import DataError, make_synthetic
-from helpers.model import (REFERENCE_PARAMETER_COUNT, build_model, count_parameters, device_of,
+from helpers.model import (REFERENCE_PARAMETER_COUNT, NetworkShape, count_parameters, device_of,
                            scaled_width)
 from helpers.quantization import Int8Network, quantize
 from helpers.sizes import paired_changes
 from helpers.step import Distillation
-from helpers.training import predict_logits
-from helpers.weights import load_network, save_network
+from helpers.evaluation import predict_logits
+from helpers.files import read_weights, save_weights
 
 
 # --- sizes --------------------------------------------------------------------------------------
@@ -31,29 +31,29 @@ from helpers.weights import load_network, save_network
     (1.0, (2, 2, 2), 2_777_674),
 ])
 def test_each_size_has_its_parameter_count(width_multiplier, blocks, params):
-    network = build_model("resnet", width_multiplier, blocks)
+    network = NetworkShape("resnet", width_multiplier, blocks).build()
     assert count_parameters(network) == params
     assert network.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_half_and_quarter_width_keep_about_a_quarter_and_a_sixteenth_of_the_parameters():
-    half, quarter = (count_parameters(build_model(width_multiplier=w)) for w in (0.5, 0.25))
+    half, quarter = (count_parameters(NetworkShape(width_multiplier=w).build()) for w in (0.5, 0.25))
     assert 3.9 < REFERENCE_PARAMETER_COUNT / half < 4.1
     assert 15.5 < REFERENCE_PARAMETER_COUNT / quarter < 16.5
 
 
 def test_width_multiplier_scales_every_stage_and_rounds_to_multiples_of_eight():
-    assert build_model(width_multiplier=0.5).shape.widths == (32, 64, 128)
-    assert build_model(width_multiplier=0.75).shape.widths == (48, 96, 192)
+    assert NetworkShape(width_multiplier=0.5).build().shape.widths == (32, 64, 128)
+    assert NetworkShape(width_multiplier=0.75).build().shape.widths == (48, 96, 192)
     assert [scaled_width(c, 0.3) for c in (64, 128, 256)] == [16, 40, 80]
-    network = build_model(width_multiplier=0.25, blocks=(2, 2, 2))
+    network = NetworkShape(width_multiplier=0.25, blocks=(2, 2, 2)).build()
     assert network.stem[0].out_channels == 16 and [len(stage) for stage in network.stages] == [2, 2, 2]
 
 
 @pytest.mark.parametrize("architecture", ["se_resnet", "resnext"])
 def test_every_architecture_comes_at_quarter_width(architecture):
-    network = build_model(architecture, 0.25)
-    assert count_parameters(network) < count_parameters(build_model(architecture)) / 12
+    network = NetworkShape(architecture, 0.25).build()
+    assert count_parameters(network) < count_parameters(NetworkShape(architecture).build()) / 12
     assert network.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -74,7 +74,7 @@ def test_sizes_and_quantization_settings_are_checked_with_their_reason(parameter
 
 def test_the_distillation_loss_pulls_a_quarter_width_student_towards_a_full_size_teacher():
     torch.manual_seed(0)
-    teacher, student = build_model(), build_model(width_multiplier=0.25)
+    teacher, student = NetworkShape().build(), NetworkShape(width_multiplier=0.25).build()
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     distillation = Distillation(teacher, weight=1.0, temperature=4.0)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
@@ -90,16 +90,17 @@ def test_the_distillation_loss_pulls_a_quarter_width_student_towards_a_full_size
 
 
 def _pipeline_run(tmp_path, **parameters):
-    from helpers import pipeline as stages
+    from helpers import stages
 
     config = make_config(**{"data_source": "synthetic", "progress": "none", "device": "cpu",
                             "output_dir": str(tmp_path / "out"), "figures_dir": str(tmp_path / "fig"),
                             **parameters})
     run = stages.start(config)
     data = stages.load(run)
-    result = stages.train(run, data, stages.build_model(run))
+    network = stages.build_network(run)
+    result = stages.load_trained(run, data) if config.evaluate_only else stages.train(run, data, network)
     test = stages.evaluate_test(run, data, result)
-    return stages.finish(run, data, result, test), result
+    return stages.save_run(run, data, result, test), result
 
 
 TINY_TRAINING = dict(train_subset=40, val_size=0, test_subset=20, batch_size=20, epochs=1)
@@ -107,7 +108,7 @@ TINY_TRAINING = dict(train_subset=40, val_size=0, test_subset=20, batch_size=20,
 
 def test_a_full_size_teacher_distils_into_a_quarter_width_student_whose_model_pt_records_its_size(tmp_path):
     teacher = str(tmp_path / "teacher.pt")
-    save_network(teacher, build_model())
+    save_weights(teacher, NetworkShape().build())
     metrics, _ = _pipeline_run(tmp_path, **TINY_TRAINING, width_multiplier=0.25, blocks=[2, 2, 2],
                                teacher_weights=teacher, recipe_overrides={"distill_weight": 0.5})
     assert metrics["params"] == 175_258 and metrics["width_multiplier"] == 0.25
@@ -119,10 +120,10 @@ def test_a_full_size_teacher_distils_into_a_quarter_width_student_whose_model_pt
 
 def test_a_students_model_pt_rebuilds_its_own_size_through_model_weights_and_as_teacher(tmp_path):
     torch.manual_seed(1)
-    student = build_model(width_multiplier=0.5, blocks=(1, 1, 1))
+    student = NetworkShape(width_multiplier=0.5, blocks=(1, 1, 1)).build()
     path = str(tmp_path / "student.pt")
-    save_network(path, student)
-    loaded = load_network(path)
+    save_weights(path, student)
+    loaded = read_weights(path)[0]
     assert loaded.shape == student.shape and count_parameters(loaded) == count_parameters(student)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(predict_logits(loaded, images, 8), predict_logits(student.half().float(), images, 8),
@@ -135,11 +136,11 @@ def test_a_students_model_pt_rebuilds_its_own_size_through_model_weights_and_as_
 
 def test_weights_of_another_width_without_its_record_say_they_do_not_fit(tmp_path):
     path = str(tmp_path / "bare.pt")
-    torch.save(build_model(width_multiplier=0.25).state_dict(), path)  # other code: no size keys
+    torch.save(NetworkShape(width_multiplier=0.25).build().state_dict(), path)  # other code: no size keys
     with pytest.raises(CheckpointError, match=r"does not fit this network .* of another shape "
                                               r"\(e.g. 'stem.0.weight': \[16, 3, 3, 3\] in the file, "
                                               r"\[64, 3, 3, 3\] here\)"):
-        load_network(path)
+        read_weights(path)[0]
 
 
 # --- int8 ---------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def trained_pair():
     test images."""
     torch.manual_seed(0)
     train, test = make_synthetic(train_per_class=20, test_per_class=10)
-    network = build_model(width_multiplier=0.25)
+    network = NetworkShape(width_multiplier=0.25).build()
     network.train()
     with torch.no_grad():
         for _ in range(3):
@@ -175,7 +176,7 @@ def test_an_int8_network_mostly_agrees_with_its_float_network_on_synthetic_image
 
 def test_an_int8_network_has_int8_weights_and_computes_on_the_cpu(trained_pair):
     _, int8, images = trained_pair
-    assert isinstance(int8, Int8Network) and int8.params == 295_706
+    assert isinstance(int8, Int8Network) and count_parameters(int8) == 295_706
     assert any(t.dtype == torch.qint8 for t in int8.graph.state_dict().values()
                if isinstance(t, torch.Tensor))
     moved = int8.half().to(torch.float64)  # .to() leaves the int8 kernels on the CPU as they are
@@ -186,12 +187,12 @@ def test_an_int8_network_has_int8_weights_and_computes_on_the_cpu(trained_pair):
 def test_an_int8_model_pt_is_smaller_loads_with_weights_only_and_predicts_the_same(trained_pair, tmp_path):
     network, int8, images = trained_pair
     float_path, int8_path = str(tmp_path / "model.pt"), str(tmp_path / "model-int8.pt")
-    float_bytes, int8_bytes = save_network(float_path, network), save_network(int8_path, int8)
+    float_bytes, int8_bytes = save_weights(float_path, network), save_weights(int8_path, int8)
     assert int8_bytes < float_bytes  # int8 against the half-precision float file
     saved = torch.load(int8_path, weights_only=True)
     assert saved["quantization"]["format"] == "int8" and saved["width_multiplier"] == 0.25
     assert saved["quantization"]["calibration_data"] == "synthetic training images"
-    loaded = load_network(int8_path)
+    loaded = read_weights(int8_path)[0]
     assert isinstance(loaded, Int8Network)
     assert torch.equal(predict_logits(loaded, images, 50), predict_logits(int8, images, 50))
 
@@ -199,13 +200,13 @@ def test_an_int8_model_pt_is_smaller_loads_with_weights_only_and_predicts_the_sa
 def test_an_int8_file_of_the_wrong_shape_is_refused_in_one_line(trained_pair, tmp_path):
     _, int8, _ = trained_pair
     path = str(tmp_path / "model-int8.pt")
-    save_network(path, int8)
+    save_weights(path, int8)
     content = torch.load(path, weights_only=True)
     content["width_multiplier"] = 0.5
     torch.save(content, path)
     with pytest.raises(CheckpointError, match="does not fit the int8 network 'resnet', "
                                               "width_multiplier=0.5 that it records"):
-        load_network(path)
+        read_weights(path)[0]
 
 
 def test_paired_changes_count_answers_that_changed_and_which_way():
@@ -227,27 +228,28 @@ def test_a_training_run_with_quantize_tests_the_int8_network_and_writes_both_fil
 
 
 def test_an_int8_evaluation_calibrates_on_training_images_never_test_images(tmp_path, monkeypatch):
-    from helpers import quantization
+    from helpers import data as data_module
 
     path = str(tmp_path / "model.pt")
-    save_network(path, build_model(width_multiplier=0.25))
+    save_weights(path, NetworkShape(width_multiplier=0.25).build())
     splits = []
-    loader = quantization.load_source_split
-    monkeypatch.setattr(quantization, "load_source_split",
-                        lambda config, split: splits.append(split) or loader(config, split))
+    loader = data_module.load_source_split
+    monkeypatch.setattr(data_module, "load_source_split", lambda config, split, subset=None:
+                        splits.append(split) or loader(config, split, subset))
     metrics, result = _pipeline_run(tmp_path, test_subset=20, model_weights=path, quantize="int8",
                                     calibration_images=30)
-    assert splits == ["train"] and isinstance(result.network, Int8Network)
+    # The test images for the evaluation; the training images for calibration alone.
+    assert splits == ["test", "train"] and isinstance(result.network, Int8Network)
     assert metrics["quantization"]["calibration_images"] == 30
     assert os.path.isfile(tmp_path / "out" / "model-int8.pt")
     assert not os.path.exists(tmp_path / "out" / "model.pt")
 
 
 def test_quantize_refuses_an_int8_file_an_ensemble_and_more_calibration_images_than_there_are(tmp_path):
-    from helpers import pipeline as stages
+    from helpers import stages
 
     path = str(tmp_path / "model.pt")
-    save_network(path, build_model(width_multiplier=0.25))
+    save_weights(path, NetworkShape(width_multiplier=0.25).build())
     metrics, _ = _pipeline_run(tmp_path / "first", test_subset=20, model_weights=path,
                                quantize="int8", calibration_images=20)
     int8_path = str(tmp_path / "first" / "out" / "model-int8.pt")
@@ -311,7 +313,7 @@ def test_the_size_table_is_made_from_the_committed_comparisons(tmp_path):
 def test_an_int8_model_pt_teaches_a_student(trained_pair, tmp_path):
     _, int8, _ = trained_pair
     teacher = str(tmp_path / "model-int8.pt")
-    save_network(teacher, int8)
+    save_weights(teacher, int8)
     metrics, result = _pipeline_run(tmp_path / "taught", **TINY_TRAINING, width_multiplier=0.25,
                                     blocks=[1, 1, 1], teacher_weights=teacher,
                                     recipe_overrides={"distill_weight": 0.5})

@@ -3,18 +3,25 @@ here gives way to the next with a warning."""
 import pytest
 import torch
 
-from helpers.config import make_config
-from helpers.data import load_data
-from helpers.model import build_resnet
-from helpers.recipes import resolve_recipe
-from helpers.step import (CAPTURED, COMPILED, EAGER, CompiledStep, TrainingStep,
-                          choose_step_kind, prepare_step, warm_up)
-from helpers.training import Trainer, make_optimizer
+import importlib.util
+import os
+
+from conftest import ROOT
+from helpers.fast_step import (CAPTURED, COMPILED, CompiledStep, choose_step_kind, prepare_step,
+                               warm_up)
+from helpers.model import ResNet
+from helpers.settings import make_config, recipe_of as resolve_recipe
+from helpers.step import EAGER, TrainingStep
+from helpers.training import make_optimizer
+
+spec = importlib.util.spec_from_file_location("step_check", os.path.join(ROOT, "scripts", "step_check.py"))
+step_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(step_check)
 
 
 def tiny_network(seed=0):
     torch.manual_seed(seed)
-    return build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
+    return ResNet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
 
 
 def batches(count=3, size=8):
@@ -88,7 +95,7 @@ def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capabili
                                           verified, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a test GPU")
-    monkeypatch.setattr("helpers.step.VERIFIED_ON_GPU", verified)
+    monkeypatch.setattr("helpers.fast_step.VERIFIED_ON_GPU", verified)
     kind, why = choose_step_kind(setting, torch.device(device), **extra)
     assert kind == expected and why
     if setting == "auto" and device == "cuda" and expected == EAGER and capability >= (8, 0):
@@ -98,18 +105,13 @@ def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capabili
 def test_auto_takes_only_kinds_that_passed_the_gpu_check():
     """VERIFIED_ON_GPU lists exactly the step kinds whose tests passed in the committed output of
     tests/test_step_gpu.py (results/gpu-step-check/junit.xml), and none that failed there."""
-    import os
+    from helpers.fast_step import VERIFIED_ON_GPU
 
-    from conftest import ROOT
-    from helpers.step import VERIFIED_ON_GPU, kinds_passed
-
-    assert set(VERIFIED_ON_GPU) == set(kinds_passed(os.path.join(ROOT, "results", "gpu-step-check",
-                                                                 "junit.xml")))
+    assert set(VERIFIED_ON_GPU) == set(step_check.kinds_passed(
+        os.path.join(ROOT, "results", "gpu-step-check", "junit.xml")))
 
 
 def test_a_kind_passes_only_if_every_case_of_it_passed(tmp_path):
-    from helpers.step import kinds_passed
-
     report = tmp_path / "junit.xml"
     report.write_text("""<testsuites><testsuite>
       <testcase name="test_step_matches_eager[compiled-fp32]"/>
@@ -117,15 +119,13 @@ def test_a_kind_passes_only_if_every_case_of_it_passed(tmp_path):
       <testcase name="test_step_matches_eager[graph-fp32]"/>
       <testcase name="test_step_matches_eager[graph-bf16]"><failure message="apart"/></testcase>
       </testsuite></testsuites>""")
-    assert kinds_passed(str(report)) == (COMPILED,)
-    assert kinds_passed(str(tmp_path / "none.xml")) == ()
+    assert step_check.kinds_passed(str(report)) == (COMPILED,)
+    assert step_check.kinds_passed(str(tmp_path / "none.xml")) == ()
 
 
-def test_trainer_says_which_step_runs_and_records_it(tmp_path, capsys):
-    config = make_config(data_source="synthetic", train_subset=60, val_size=20, batch_size=16,
-                         epochs=1, progress="lines", output_dir=str(tmp_path), compile=False)
-    trainer = Trainer(config, resolve_recipe(config), load_data(config), tiny_network(),
-                      torch.device("cpu"))
-    result = trainer.fit()
+def test_training_says_which_step_runs_and_records_it(tmp_path, capsys):
+    from test_training import tiny_config, train_tiny
+
+    _, result = train_tiny(tiny_config(tmp_path, epochs=1, progress="lines", compile=False))
     assert "training step: eager (compile=False)" in capsys.readouterr().out
     assert result.step_kind == EAGER and result.warmup_s == 0.0

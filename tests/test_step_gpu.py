@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from conftest import ROOT
-from helpers.checkpoints import load_weights
-from helpers.config import make_config
-from helpers.model import build_resnet
-from helpers.recipes import resolve_recipe
-from helpers.step import CAPTURED, COMPILED, EAGER, CapturedStep, CompiledStep, TrainingStep, \
-    choose_step_kind, prepare_step
+from helpers.fast_step import CAPTURED, COMPILED, CapturedStep, CompiledStep, choose_step_kind, \
+    prepare_step
+from helpers.files import read_weights
+from helpers.settings import make_config, recipe_of as resolve_recipe
+from helpers.step import EAGER, TrainingStep
 from helpers.training import make_optimizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -33,9 +32,9 @@ TRAINED = os.path.join(ROOT, "results", "reference-seed0", "model.pt")
 
 
 def setup(step_class, precision):
-    """The trained reference network on the GPU, channels_last, fused SGD, as the Trainer
-    builds them."""
-    network = load_weights(TRAINED, build_resnet()).cuda().to(memory_format=torch.channels_last)
+    """The trained reference network on the GPU, channels_last, fused SGD, as training
+    (helpers/training.py's start_training) builds them."""
+    network = read_weights(TRAINED)[0].train().cuda().to(memory_format=torch.channels_last)
     optimizer = make_optimizer(network, resolve_recipe(make_config()), fused=True)
     amp_dtype = torch.bfloat16 if precision == "bf16" else None
 

@@ -5,21 +5,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import pipeline as stages
-from helpers.checkpoints import CheckpointError, load_checkpoint, load_resumable
-from helpers.config import make_config
+from helpers import stages
 from helpers.data import load_data
-from helpers.model import build_resnet
-from helpers.recipes import resolve_recipe
+from helpers.evaluation import evaluate
+from helpers.files import CheckpointError, DiskFullError, load_checkpoint
+from helpers.model import ResNet
+from helpers.settings import ConfigError, make_config, recipe_of
 from helpers.step import TrainingStep
-from helpers.training import (ExponentialAverage, NonFiniteLossError, Trainer, evaluate, make_scheduler,
-                              make_optimizer, train_one_epoch)
+from helpers.training import ExponentialAverage, make_optimizer, make_scheduler, train_one_epoch
 
 
 def tiny_config(output_dir, **overrides):
     settings = dict(data_source="synthetic", train_subset=60, val_size=20, batch_size=16,
                     epochs=2, progress="none", output_dir=str(output_dir),
-                    figures_dir=str(output_dir))
+                    figures_dir=str(output_dir), width_multiplier=0.25, blocks=[1, 1, 1])
     if overrides.get("pipeline") == "dataloader":
         settings["num_workers"] = 0  # workers in the test process itself
     return make_config(**{**settings, **overrides})
@@ -27,28 +26,41 @@ def tiny_config(output_dir, **overrides):
 
 def tiny_network(seed=0):
     torch.manual_seed(seed)
-    return build_resnet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
+    return ResNet(blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
 
 
-def tiny_trainer(config, data=None, resume=False):
-    data = data or load_data(config)
-    trainer = Trainer(config, resolve_recipe(config), data, tiny_network(), torch.device("cpu"))
-    if resume:
-        trainer.resume_from_checkpoint(load_resumable(trainer.checkpoint_path, config))
-    return trainer
+def train_tiny(config, data=None):
+    """Train a quarter-width network of one block per stage through the stages, as the notebook
+    does (a resumed run resumes); returns the run and its result."""
+    run = stages.start(config)
+    result = stages.train(run, data or load_data(config), stages.build_network(run))
+    return run, result
+
+
+def interrupted_in_epoch(monkeypatch, stopped_epoch):
+    """Make the loop's training pass raise KeyboardInterrupt in `stopped_epoch`."""
+    from helpers import training
+
+    real = training.train_one_epoch
+
+    def interrupted(step, batches, *, epoch, **kwargs):
+        if epoch == stopped_epoch:
+            raise KeyboardInterrupt
+        return real(step, batches, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted)
 
 
 @pytest.mark.parametrize("pipeline, recipe", [("fast", "reference"), ("fast", "improved"),
                                               ("dataloader", "reference"), ("dataloader", "improved")])
 def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, pipeline, recipe):
     whole = tiny_config(tmp_path / "whole", pipeline=pipeline, recipe=recipe)
-    tiny_trainer(whole).fit()
+    train_tiny(whole)
     split = tiny_config(tmp_path / "split", pipeline=pipeline, recipe=recipe, epochs=1)
-    tiny_trainer(split).fit()
-    resumed = tiny_trainer(tiny_config(tmp_path / "split", pipeline=pipeline, recipe=recipe,
-                                       resume=True), resume=True)
-    assert resumed.start_epoch == 2
-    resumed.fit()
+    train_tiny(split)
+    resumed, _ = train_tiny(tiny_config(tmp_path / "split", pipeline=pipeline, recipe=recipe,
+                                        resume=True))
+    assert resumed.resume_state["epoch"] == 1
     for name in ("checkpoint.pt", "best.pt"):
         expected = load_checkpoint(str(tmp_path / "whole" / name))
         actual = load_checkpoint(str(tmp_path / "split" / name))
@@ -59,7 +71,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, pipeli
 
 
 def test_resume_with_a_changed_setting_lists_the_differences(tmp_path):
-    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
+    train_tiny(tiny_config(tmp_path, epochs=1))
     changed = tiny_config(tmp_path, resume=True, batch_size=8, seed=5, recipe="improved")
     with pytest.raises(CheckpointError, match="another configuration") as error:
         stages.start(changed)
@@ -68,9 +80,8 @@ def test_resume_with_a_changed_setting_lists_the_differences(tmp_path):
 
 
 def test_resume_may_raise_epochs_to_train_longer(tmp_path):
-    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
-    longer = tiny_config(tmp_path, epochs=2, resume=True)
-    result = tiny_trainer(longer, resume=True).fit()
+    train_tiny(tiny_config(tmp_path, epochs=1))
+    _, result = train_tiny(tiny_config(tmp_path, epochs=2, resume=True))
     assert result.epochs_completed == 2 and [h["epoch"] for h in result.history] == [1, 2]
 
 
@@ -87,48 +98,42 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 
 def test_interrupt_keeps_the_last_completed_epoch_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
-    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3, progress="lines"))
-    original = trainer.run_epoch
-
-    def interrupted_in_epoch_2(epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(epoch)
-
-    monkeypatch.setattr(trainer, "run_epoch", interrupted_in_epoch_2)
+    interrupted_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
-    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
+        train_tiny(tiny_config(tmp_path, epochs=3, progress="lines"))
+    assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["epoch"] == 1
     assert "to continue, set `resume=True`, the other parameters as they were, and start the run " \
         "again" in capsys.readouterr().out
 
 
 def test_after_an_interrupt_the_command_line_is_told_its_own_resume_option(tmp_path, monkeypatch, capsys):
-    from helpers import launch
+    from helpers import env
 
-    monkeypatch.setattr(launch, "_run_as_command_line", lambda: True)
-    trainer = tiny_trainer(tiny_config(tmp_path, epochs=2, progress="lines"))
-    original = trainer.run_epoch
-    monkeypatch.setattr(trainer, "run_epoch", lambda epoch: original(epoch) if epoch == 1
-                        else (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(env, "_run_as_command_line", lambda: True)
+    interrupted_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+        train_tiny(tiny_config(tmp_path, epochs=2, progress="lines"))
     assert "to continue, set `--resume True`, the other parameters as they were, and run the " \
         "command again" in capsys.readouterr().out
 
 
-def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3))
-    trainer.fit()  # epochs 1-3 fine
-    poisoned = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
-    poisoned.loss_fn = lambda logits, labels: F.cross_entropy(logits, labels) * float("nan")
-    with pytest.raises(NonFiniteLossError, match="epoch 4 by step 1.*lower lr"):
-        poisoned.fit()
-    assert load_checkpoint(poisoned.checkpoint_path)["epoch"] == 3
+def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    train_tiny(tiny_config(tmp_path, epochs=3))  # epochs 1-3 fine
+    real = stages.start_training
+
+    def poisoned(*args, **kwargs):
+        training = real(*args, **kwargs)
+        training.loss_fn = lambda logits, labels: F.cross_entropy(logits, labels) * float("nan")
+        return training
+
+    monkeypatch.setattr(stages, "start_training", poisoned)
+    with pytest.raises(stages.TrainingError, match="epoch 4 by step 1.*lower lr"):
+        train_tiny(tiny_config(tmp_path, epochs=4, resume=True))
+    assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["epoch"] == 3
 
 
 def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
-    result = tiny_trainer(tiny_config(tmp_path, epochs=3)).fit()
+    _, result = train_tiny(tiny_config(tmp_path, epochs=3))
     best = load_checkpoint(str(tmp_path / "best.pt"))
     accuracies = [h["val_accuracy"] for h in result.history]
     assert best["val_accuracy"] == max(accuracies) == result.best_val_accuracy
@@ -136,20 +141,20 @@ def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
 
 
 def test_without_validation_best_checkpoint_is_the_last_epoch(tmp_path):
-    result = tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0)).fit()
+    _, result = train_tiny(tiny_config(tmp_path, epochs=2, val_size=0))
     assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
     assert result.best_val_accuracy is None
 
 
 def test_test_accuracy_each_epoch_is_recorded_but_chooses_nothing(tmp_path):
-    config = tiny_config(tmp_path, epochs=2, val_size=0, test_each_epoch=True)
+    config = tiny_config(tmp_path / "a", epochs=2, val_size=0, test_each_epoch=True)
     data = load_data(config)
-    trainer = tiny_trainer(config, data)
-    result = trainer.fit()
-    final = evaluate(result.network, trainer.test_images, trainer.test_labels, batch_size=64)
+    _, result = train_tiny(config, data)
+    images = torch.from_numpy(data.test.images).permute(0, 3, 1, 2)
+    final = evaluate(result.network, images, torch.from_numpy(data.test.labels), batch_size=64)
     assert [h["test_accuracy"] for h in result.history][-1] == pytest.approx(final["accuracy"])
-    assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
-    assert tiny_trainer(tiny_config(tmp_path, epochs=1)).fit().history[0]["test_accuracy"] is None
+    assert load_checkpoint(str(tmp_path / "a" / "best.pt"))["epoch"] == 2
+    assert train_tiny(tiny_config(tmp_path / "b", epochs=1))[1].history[0]["test_accuracy"] is None
 
 
 def test_training_learns_the_synthetic_classes():
@@ -181,13 +186,13 @@ def scheduled_rates(recipe, epochs, steps_per_epoch, calls):
 
 
 def test_reference_schedule_divides_lr_by_ten_at_each_milestone():
-    rates, per_step, _ = scheduled_rates(resolve_recipe(make_config(milestones=[2, 4], epochs=5)),
+    rates, per_step, _ = scheduled_rates(recipe_of(make_config(milestones=[2, 4], epochs=5)),
                                          5, 10, calls=5)
     assert not per_step and rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
 
 
 def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bias():
-    recipe = resolve_recipe(make_config(recipe="improved", batch_size=512))
+    recipe = recipe_of(make_config(recipe="improved", batch_size=512))
     rates, per_step, optimizer = scheduled_rates(recipe, 10, 10, calls=100)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4, 0.0]
     assert all(p.ndim <= 1 for p in optimizer.param_groups[1]["params"])
@@ -196,7 +201,7 @@ def test_improved_recipe_warms_up_then_decays_to_zero_without_decay_on_bn_and_bi
 
 
 def test_linear_schedule_falls_from_the_peak_to_zero_in_a_straight_line():
-    recipe = resolve_recipe(make_config(recipe="improved", recipe_overrides={
+    recipe = recipe_of(make_config(recipe="improved", recipe_overrides={
         "schedule": "warmup_linear", "warmup_epochs": 1}))
     rates, _, _ = scheduled_rates(recipe, 5, 10, calls=50)
     decay = rates[10:]
@@ -225,25 +230,20 @@ def test_weight_average_copies_first_then_ramps_its_decay_and_tracks_batchnorm()
 
 
 def test_a_new_run_into_a_training_runs_folder_is_refused_and_names_resume(tmp_path):
-    from helpers.config import ConfigError
-
-    tiny_trainer(tiny_config(tmp_path, epochs=1)).fit()
+    train_tiny(tiny_config(tmp_path, epochs=1))
     with pytest.raises(ConfigError, match="already holds a training run.*`resume=True`"):
         stages.start(tiny_config(tmp_path, epochs=1))
     assert stages.start(tiny_config(tmp_path, epochs=2, resume=True)).resume_state["epoch"] == 1
 
 
 def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_path, capsys):
-    from helpers.config import ConfigError
-
-    tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
+    train_tiny(tiny_config(tmp_path, epochs=2))
     with pytest.raises(ConfigError, match=r"epochs=1: .* already holds 2 epochs, so that run is "
                                           r"complete\. Set more epochs to train it longer \(e\.g\. "
                                           r"`epochs=3`\)"):
         stages.start(tiny_config(tmp_path, epochs=1, resume=True))
     # Just as many: nothing to train, and the log says so (the weights are evaluated as usual).
-    result = tiny_trainer(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"),
-                          resume=True).fit()
+    _, result = train_tiny(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"))
     assert result.epochs_completed == 2
     assert "the run is already complete, nothing is trained" in capsys.readouterr().out
 
@@ -251,43 +251,38 @@ def test_resume_with_fewer_epochs_than_were_run_says_the_run_is_complete(tmp_pat
 def test_a_full_disk_at_checkpoint_time_stops_training_and_says_how_to_resume(tmp_path, monkeypatch):
     import shutil
 
-    from helpers import checkpoints
-    from helpers.checkpoints import DiskFullError
+    from helpers import files
 
-    trainer = tiny_trainer(tiny_config(tmp_path, epochs=3))
-    trainer.fit()  # three epochs saved
+    train_tiny(tiny_config(tmp_path, epochs=3))  # three epochs saved
     full = shutil._ntuple_diskusage(10**9, 10**9, 0)
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: full)
-    longer = tiny_trainer(tiny_config(tmp_path, epochs=4, resume=True), resume=True)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: full)
     with pytest.raises(DiskFullError) as error:
-        longer.fit()
+        train_tiny(tiny_config(tmp_path, epochs=4, resume=True))
     assert "Training stopped in epoch 4; " in str(error.value)
     assert "checkpoint.pt holds epoch 3: with room again, continue with `resume=True`" in str(error.value)
-    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 3
+    assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["epoch"] == 3
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
 def test_a_full_disk_in_the_first_epoch_says_to_start_again_not_to_resume(tmp_path, monkeypatch):
     import shutil
 
-    from helpers import checkpoints
-    from helpers.checkpoints import DiskFullError
+    from helpers import files
 
     full = shutil._ntuple_diskusage(10**9, 10**9, 0)
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: full)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: full)
     with pytest.raises(DiskFullError, match="no epoch was saved: with room again, start the run "
                                             "again as it was") as error:
-        tiny_trainer(tiny_config(tmp_path, epochs=2)).fit()
+        train_tiny(tiny_config(tmp_path, epochs=2))
     assert "resume" not in str(error.value) and not os.path.exists(tmp_path / "checkpoint.pt")
 
 
 def test_a_best_checkpoint_that_does_not_fit_leaves_no_checkpoint_that_names_it(tmp_path, monkeypatch):
     """best.pt is written before checkpoint.pt: a resumed run never takes as best an epoch
     whose best.pt was lost, and writes best.pt again when that epoch is trained again."""
-    from helpers import checkpoints
-    from helpers.checkpoints import DiskFullError
+    from helpers import files
 
-    real = checkpoints.atomic_write
+    real = files.atomic_write
 
     def full_for_best(path, write):
         if path.endswith("best.pt") and "epoch 2" in open(tmp_path / "marker").read():
@@ -295,12 +290,12 @@ def test_a_best_checkpoint_that_does_not_fit_leaves_no_checkpoint_that_names_it(
         return real(path, write)
 
     (tmp_path / "marker").write_text("epoch 1")
-    monkeypatch.setattr(checkpoints, "atomic_write", full_for_best)
-    tiny_trainer(tiny_config(tmp_path, epochs=1, val_size=0)).fit()
+    monkeypatch.setattr(files, "atomic_write", full_for_best)
+    train_tiny(tiny_config(tmp_path, epochs=1, val_size=0))
     (tmp_path / "marker").write_text("epoch 2")
     with pytest.raises(DiskFullError, match="holds epoch 1: with room again, continue"):
-        tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0, resume=True), resume=True).fit()
+        train_tiny(tiny_config(tmp_path, epochs=2, val_size=0, resume=True))
     assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["epoch"] == 1
     monkeypatch.undo()
-    tiny_trainer(tiny_config(tmp_path, epochs=2, val_size=0, resume=True), resume=True).fit()
+    train_tiny(tiny_config(tmp_path, epochs=2, val_size=0, resume=True))
     assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2

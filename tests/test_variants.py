@@ -9,36 +9,36 @@ import torch
 import torch.nn.functional as F
 
 from helpers.augment import PerImageDataset, epoch_generator, fast_batches, per_image_transform
-from helpers.checkpoints import save_weights
-from helpers.config import ConfigError, make_config
+from helpers.files import save_weights
+from helpers.settings import ConfigError, make_config
 from helpers.evaluation import (Ensemble, expected_calibration_error, per_class_scores,
                                 reliability_bins)
-from helpers.model import (PARAMETER_BUDGET, REFERENCE_PARAMETER_COUNT, ResNeXtBlock,
-                           SqueezeExcitation, build_model, build_resnet, check_parameter_budget,
-                           count_parameters)
-from helpers.recipes import Augmentation
+from helpers.model import (PARAMETER_BUDGET, REFERENCE_PARAMETER_COUNT, NetworkShape, ResNeXtBlock,
+                           ResNet, SqueezeExcitation, count_parameters)
+from helpers.stages import check_parameter_budget
+from helpers.recipes import Augmentation, TestTimeAugmentation
 from helpers.step import distillation_loss
-from helpers.training import tta_views
+from helpers.evaluation import tta_views
 
 
 @pytest.mark.parametrize("architecture, block", [("se_resnet", SqueezeExcitation),
                                                  ("resnext", ResNeXtBlock)])
 def test_each_architecture_has_its_blocks_and_stays_under_the_budget(architecture, block):
-    network = build_model(architecture)
+    network = NetworkShape(architecture).build()
     assert any(isinstance(m, block) for m in network.modules())
     assert REFERENCE_PARAMETER_COUNT * 0.95 < count_parameters(network) < PARAMETER_BUDGET
     assert network.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert count_parameters(build_model("resnet")) == REFERENCE_PARAMETER_COUNT
+    assert count_parameters(NetworkShape("resnet").build()) == REFERENCE_PARAMETER_COUNT
 
 
 def test_resnext_convolutions_are_grouped():
-    grouped = [m for m in build_model("resnext").modules()
+    grouped = [m for m in NetworkShape("resnext").build().modules()
                if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
     assert len(grouped) == 11 and all(m.groups == 16 for m in grouped)
 
 
 def test_a_network_at_or_over_five_million_parameters_is_refused_with_its_count():
-    wide = build_resnet(widths=(96, 192, 384))
+    wide = ResNet(widths=(96, 192, 384))
     with pytest.raises(ConfigError, match=f"{count_parameters(wide):,} trainable parameters"):
         check_parameter_budget(wide, "this network")
 
@@ -149,31 +149,31 @@ def test_per_class_precision_recall_and_f1():
 
 def test_translate_tta_views_weigh_half_the_original_and_shift_both_ways():
     batch = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
-    views = tta_views(batch, flip=True, translate=1)
+    views = tta_views(batch, TestTimeAugmentation(flip=True, translate=1))
     assert len(views) == 6 and sum(w for w, _ in views) == pytest.approx(1.0)
     assert torch.equal(views[2][1][..., 1:, 1:], batch[..., :-1, :-1])   # shifted down-right
     assert torch.equal(views[4][1][..., :-1, :-1], batch[..., 1:, 1:])   # shifted up-left
-    assert [w for w, _ in tta_views(batch, flip=False, translate=0)] == [1.0]
+    assert [w for w, _ in tta_views(batch, TestTimeAugmentation())] == [1.0]
 
 
 def _save_tiny_trained(path, architecture="resnet", seed=0):
     torch.manual_seed(seed)
-    network = build_model(architecture)
-    save_weights(str(path), network, architecture)
+    network = NetworkShape(architecture).build()
+    save_weights(str(path), network)
     return str(path)
 
 
 def test_an_ensemble_run_reports_each_member_and_the_ensemble(tmp_path):
-    from helpers import pipeline as stages
+    from helpers import stages
 
     paths = [_save_tiny_trained(tmp_path / f"m{seed}.pt", seed=seed) for seed in (0, 1)]
     config = make_config(data_source="synthetic", test_subset=100, model_weights=str(paths), output_dir=str(tmp_path / "out"),
                          progress="none")
     run = stages.start(config)
     data = stages.load(run)
-    result = stages.train(run, data, stages.build_model(run))
+    result = stages.load_trained(run, data)
     test = stages.evaluate_test(run, data, result)
-    metrics = stages.finish(run, data, result, test)
+    metrics = stages.save_run(run, data, result, test)
     assert [m["path"] for m in metrics["ensemble_members"]] == paths
     assert metrics["test_accuracy"] == test.accuracy and len(test.member_accuracies) == 2
     assert metrics["test_images"] == 100 and not os.path.exists(tmp_path / "out" / "model.pt")
@@ -184,7 +184,7 @@ def test_an_ensemble_run_reports_each_member_and_the_ensemble(tmp_path):
 
 
 def test_distillation_needs_a_teacher_and_trains_with_one(tmp_path):
-    from helpers import pipeline as stages
+    from helpers import stages
 
     base = dict(data_source="synthetic", train_subset=40, val_size=0, test_subset=20,
                 batch_size=20, epochs=1, progress="none", output_dir=str(tmp_path / "out"),
@@ -198,5 +198,5 @@ def test_distillation_needs_a_teacher_and_trains_with_one(tmp_path):
         stages.start(make_config(**without_weight, teacher_weights=teacher))
     run = stages.start(make_config(**base, teacher_weights=teacher))
     data = stages.load(run)
-    result = stages.train(run, data, stages.build_model(run))
+    result = stages.train(run, data, stages.build_network(run))
     assert result.epochs_completed == 1 and np.isfinite(result.history[0]["train_loss"])

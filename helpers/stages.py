@@ -1,0 +1,699 @@
+"""The pipeline's stages, in the order the notebook and `python -m helpers.cli` call them:
+
+    run = start(config)                    every check that can be made before any work
+    data = load(run)                       data, subsets, validation split, what the images are
+    network = build_network(run)           the chosen network, seeded, under the parameter budget
+    result = train(run, data, network)     the recipe's epochs, with checkpoints; or, with
+    result = load_trained(run, data)       model_weights set, those weights instead
+    test = evaluate_test(run, data, result)
+    submit(run, result)                    the Kaggle CSV, when kaggle_test_pkl is set
+    metrics = save_run(run, data, result, test)   metrics.json, and model.pt after training
+
+Each stage checks what it is given at its door, then calls the method (helpers/training.py,
+helpers/evaluation.py, ...). A Run records what its stages made (its network, what it trained,
+its result), so that a notebook cell run again, or a cell of an earlier run, cannot file one
+run's work under another's name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from . import model as networks
+from . import plots, report
+from .augment import (augment_batch, dataloader_batches, draw_parameters, epoch_batches,
+                      epoch_generator, fast_batches, to_device_tensors, to_nchw)
+from .data import CifarData, calibration_set, load_data, summarize
+from .distributed import DistributedContext, init_distributed, main_rank_first
+from .env import (PAPERMILL, DisplayedText, ExplainedError, in_notebook, launcher, progress_bar,
+                  progress_mode, rerun_hint, setting, usable_cpus)
+from .evaluation import Ensemble, TestEvaluation, average_probabilities, evaluate, from_logits
+from .fast_step import choose_step_kind, prepare_step
+from .files import (CheckpointError, DiskFullError, atomic_write_json, load_checkpoint, read_weights,
+                    run_record, save_checkpoint, save_weights)
+from .inference import Predictor, load_kaggle_test, predict, views_text, write_submission
+from .model import PARAMETER_BUDGET, REFERENCE_PARAMETER_COUNT, NetworkShape, count_parameters
+from .quantization import INT8, ROUTE, Int8Network, check_available, engine, quantize
+from .recipes import TTA_SETTINGS, Recipe, TestTimeAugmentation
+from .settings import PARAMETERS, ConfigError, RunConfig, config_differences, recipe_of
+from .step import EAGER, TrainingStep
+from .training import (NonFiniteLossError, Training, TrainingResult, fit, make_optimizer,
+                       make_scheduler, resolve_amp, resume, rng_states, start_training,
+                       train_one_epoch, training_state)
+
+
+class TrainingError(ExplainedError, RuntimeError):
+    """Training cannot go on (the loss diverged); the message says what to change."""
+
+
+@dataclass
+class Run:
+    """A validated config with everything resolved from it, and what its stages made.
+    `tta`: the test-time augmentation of each evaluated network (one; with model_weights, one
+    per file, loaded at start into `weights`)."""
+
+    config: RunConfig
+    recipe: Recipe
+    device: torch.device
+    context: DistributedContext
+    resume_state: Optional[dict] = None
+    tta: Tuple[TestTimeAugmentation, ...] = ()
+    tta_source: str = "the recipe"
+    weights: List[nn.Module] = field(default_factory=list)
+    network: Optional[nn.Module] = None          # built by build_network
+    trained: Optional[nn.Module] = None          # the network train() began to train
+    result: Optional[TrainingResult] = None      # train()'s or load_trained()'s
+    submission: Optional[dict] = None            # what submit() wrote
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.config.output_dir, name)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+# --- start: every check before any work -----------------------------------------------------
+
+def start(config: RunConfig) -> Run:
+    """Resolve device, recipe and ranks; check outputs, weights files, the resume checkpoint and
+    the Kaggle pickle now, so that a mistake costs seconds, not a training run."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if config.device == "auto" else config.device)
+    if device.type == "cpu" and torch.get_num_threads() > usable_cpus():
+        # torch starts a thread per core of the host; in a container allowed fewer CPUs, the
+        # extra threads only wait for each other.
+        torch.set_num_threads(usable_cpus())
+    context = init_distributed(device.type == "cuda")
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    _require(config.batch_size % context.world_size == 0,
+             f"batch_size={config.batch_size} must be divisible by the {context.world_size} ranks "
+             "(it is the global batch)")
+    check_writable("output_dir", config.output_dir)
+    check_writable("figures_dir", config.figures_folder)
+    shape = network_shape(config)
+    check_parameter_budget(shape.build(), f"architecture={shape}")
+    if config.kaggle_test_pkl is not None:
+        load_kaggle_test(config.kaggle_test_pkl)
+    check_output_folder(config)
+    weights = [read_weights(path, config.architecture) for path in config.model_weights or ()]
+    check_quantizable(config, [network for network, _ in weights])
+    if config.teacher_weights is not None:
+        for path in config.teacher_weights:
+            read_weights(path, None, "teacher_weights")
+    recipe = recipe_of(config)
+    tta, tta_source = (recipe.tta,), f"recipe={recipe.name!r}"
+    if config.evaluate_only:
+        recipe, tta, tta_source = evaluation_tta(config, recipe, [views for _, views in weights])
+    if config.teacher_weights is not None and not recipe.distill_weight:
+        raise ConfigError("teacher_weights is set, but the recipe's distill_weight is 0, so the "
+                          "teacher would change nothing: give its loss a weight in (0, 1], e.g. "
+                          f"{setting('recipe_overrides', {'distill_weight': 0.5})}")
+    if config.teacher_weights is None and recipe.distill_weight:
+        raise ConfigError(f"recipe_overrides['distill_weight']={recipe.distill_weight} needs "
+                          "teacher_weights: the model.pt file(s) to learn from")
+    resume_state = resumable_checkpoint(config) if config.resume else None
+    return Run(config, recipe, device, context, resume_state, tta, tta_source,
+               [network for network, _ in weights])
+
+
+def check_writable(name: str, folder: str) -> None:
+    """Fail now, not after an hour of training, if `folder` cannot be created or written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{name}={folder!r} is not a writable folder: {error.strerror}") from None
+
+
+def network_shape(config: RunConfig) -> NetworkShape:
+    """The network a training run builds: architecture, width multiplier, blocks per stage."""
+    return NetworkShape(config.architecture, config.width_multiplier, config.blocks)
+
+
+def check_parameter_budget(network: nn.Module, name: str) -> int:
+    """The parameter count, or a ConfigError naming it if it is not under PARAMETER_BUDGET."""
+    params = count_parameters(network)
+    _require(params < PARAMETER_BUDGET, f"{name} has {params:,} trainable parameters; the "
+                                        f"assignment allows fewer than {PARAMETER_BUDGET:,}")
+    return params
+
+
+def evaluation_tta(config: RunConfig, recipe: Recipe, recorded: List[Optional[TestTimeAugmentation]]
+                   ) -> Tuple[Recipe, Tuple[TestTimeAugmentation, ...], str]:
+    """(recipe, test-time augmentation per weights file, where it comes from) of an evaluation:
+    what each file's run recorded, unless the parameters choose (recipe set, or recipe_overrides
+    of tta_flip / tta_translate). The recipe's views become those used, where all members share
+    them, so that metrics.json records what was measured."""
+    chosen = [name for name in TTA_SETTINGS if name in (config.recipe_overrides or {})]
+    if config.recipe != PARAMETERS["recipe"].default or chosen:
+        source = ", ".join([f"recipe={config.recipe!r}"] * (not chosen) +
+                           [f"recipe_overrides {chosen}"] * bool(chosen))
+        return recipe, (recipe.tta,) * len(config.model_weights), source
+    tta = tuple(views or recipe.tta for views in recorded)
+    source = ("as recorded with the weights" if all(recorded) else
+              f"not recorded with {sum(v is None for v in recorded)} of the weights: none there")
+    if len(set(tta)) == 1:
+        recipe = dataclasses.replace(recipe, tta=tta[0])
+    return recipe, tta, source
+
+
+def check_output_folder(config: RunConfig) -> None:
+    """Never write over a finished run's files (a training run's checkpoint, model.pt and
+    metrics.json; an evaluation's metrics.json and figures), except to continue a training
+    run (resume=True, whose checkpoint resumable_checkpoint checks)."""
+    folder = config.output_dir
+    training_run = os.path.exists(os.path.join(folder, "checkpoint.pt"))
+    if config.resume or not (training_run or os.path.exists(os.path.join(folder, "metrics.json"))):
+        return
+    # A sibling, not a folder inside the finished run's.
+    elsewhere = setting("output_dir", folder.rstrip("/\\") + ("-evaluation" if config.evaluate_only
+                                                              else "-2"))
+    # papermill writes its output notebook before the first cell runs: one inside this folder
+    # already holds this refusal, and nothing here can keep it.
+    report_note = (" (papermill has already replaced its output notebook, if you named the "
+                   "earlier run's: give each run its own)" if launcher() == PAPERMILL else "")
+    if training_run and config.evaluate_only:
+        raise ConfigError(f"output_dir={folder!r} holds a training run (checkpoint.pt); "
+                          "evaluating model_weights there would overwrite its metrics.json "
+                          f"and figures: set another folder, e.g. {elsewhere}{report_note}")
+    if training_run:
+        raise ConfigError(f"output_dir={folder!r} already holds a training run (checkpoint.pt); "
+                          "a new run would overwrite its checkpoint, model.pt and metrics.json. "
+                          f"Continue it with {setting('resume', True)} (raise epochs to train "
+                          f"longer), or set another folder, e.g. {elsewhere}, or delete that "
+                          f"folder to start over{report_note}")
+    raise ConfigError(f"output_dir={folder!r} holds a finished run (metrics.json, figures); "
+                      f"a new run would replace them: set another folder, e.g. {elsewhere}, "
+                      f"or delete that folder to run there again{report_note}")
+
+
+def check_quantizable(config: RunConfig, members: List[nn.Module]) -> None:
+    if config.quantize != INT8:
+        return
+    check_available()  # this PyTorch, on this CPU
+    _require(len(members) <= 1, "quantize='int8' quantizes one network, and model_weights lists "
+                                f"{len(members)}: quantize each model.pt in a run of its own, then "
+                                "list their model-int8.pt files in model_weights as an ensemble")
+    if members and isinstance(members[0], Int8Network):
+        raise ConfigError(f"model_weights={config.model_weights[0]!r} is already int8: set "
+                          "quantize='off' to evaluate it as it is")
+
+
+def resumable_checkpoint(config: RunConfig) -> Dict[str, Any]:
+    """output_dir/checkpoint.pt, after checking that it continues the run `config` describes
+    and has epochs left to train."""
+    path = os.path.join(config.output_dir, "checkpoint.pt")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path!r}: nothing to resume (train it first, "
+                              f"with {setting('resume', False)}, or point output_dir at the "
+                              "earlier run)")
+    state = load_checkpoint(path)
+    differences = config_differences(state.get("config", {}), config)
+    if differences:
+        raise CheckpointError(f"checkpoint {path!r} comes from another configuration, so "
+                              f"resuming would not continue that run ({'; '.join(differences)}): "
+                              "set those as the checkpoint has them to continue it, or start a "
+                              f"new run in another folder ({setting('resume', False)} and another "
+                              "output_dir)")
+    done = state["epoch"]
+    if done > config.epochs:
+        raise ConfigError(f"resume=True, epochs={config.epochs}: {path!r} already holds {done} "
+                          f"epochs, so that run is complete. Set more epochs to train it longer "
+                          f"(e.g. {setting('epochs', done + 1)}), or evaluate its model.pt with "
+                          f"{setting('model_weights', os.path.join(config.output_dir, 'model.pt'))}"
+                          f" and {setting('resume', False)}")
+    return state
+
+
+# --- data and network -----------------------------------------------------------------------
+
+def load(run: Run) -> CifarData:
+    """The run's data (load_data); under torchrun, rank 0 downloads the images while the other
+    ranks wait, then they read what it left."""
+    started = time.perf_counter()
+    with main_rank_first(run.context):
+        data = load_data(run.config)
+    if run.context.is_main:
+        print(summarize(data))
+        print(f"loaded in {time.perf_counter() - started:.1f} s")
+    return data
+
+
+def build_network(run: Run) -> nn.Module:
+    """The run's network, initialised from the run's seed; its size is checked."""
+    torch.manual_seed(run.config.seed)
+    shape = network_shape(run.config)
+    network = shape.build()
+    params = check_parameter_budget(network, f"architecture={shape}")
+    if shape == NetworkShape():
+        assert params == REFERENCE_PARAMETER_COUNT, f"{params:,} parameters, expected 4,697,162"
+    run.network = network
+    return network
+
+
+def model_source(architecture: str) -> str:
+    """The source of the classes that define `architecture`, as they are in helpers/model.py."""
+    classes = {"resnet": [networks.BasicBlock],
+               "se_resnet": [networks.SqueezeExcitation, networks.BasicBlock],
+               "resnext": [networks.ResNeXtBlock]}[architecture]
+    return "\n\n".join(inspect.getsource(c) for c in [*classes, networks.ResNet])
+
+
+def model_table(network: nn.Module) -> str:
+    return networks.format_layer_table(networks.layer_table(network))
+
+
+def training_source() -> str:
+    """The training step, the optimizer, the schedule and the loop, as they are in their
+    modules (helpers/step.py, helpers/training.py)."""
+    return "\n\n".join(inspect.getsource(code) for code in (
+        TrainingStep, make_optimizer, make_scheduler, train_one_epoch, fit))
+
+
+# --- training -------------------------------------------------------------------------------
+
+def train(run: Run, data: CifarData, network: nn.Module) -> TrainingResult:
+    """Train this run's network with its recipe. Run again for the same run (a notebook cell
+    run twice), it stops and says what to do: training again would write over the files of
+    what it trained the first time."""
+    config = run.config
+    _require(not config.evaluate_only, "model_weights is set, so this run evaluates those "
+                                       "weights and trains nothing: result = "
+                                       "stages.load_trained(run, data)")
+    if run.trained is not None:
+        raise ConfigError(f"this run has already trained into output_dir={config.output_dir!r} ("
+                          f"{_checkpoint_epoch(run)}): training again would overwrite it. To "
+                          f"continue it, set {setting('resume', True)} and {rerun_hint()}; to "
+                          f"train anew, set another folder, e.g. "
+                          f"{setting('output_dir', config.output_dir + '-2')}, and {rerun_hint()}")
+    # Resuming loads the checkpoint's weights into whatever network it is given.
+    _require(network is run.network or run.resume_state is not None,
+             "this network is not this run's: an earlier run built it and may have trained it. "
+             "Build this run's network first (the notebook's Model cell, network = "
+             "stages.build_network(run)), so that training starts from the seed's initial weights")
+    check_output_folder(config)  # again: another run may have written there since start()
+    run.trained = network
+    teacher = None
+    if config.teacher_weights is not None:
+        teachers = [read_weights(path, None, "teacher_weights")[0] for path in config.teacher_weights]
+        teacher = teachers[0] if len(teachers) == 1 else Ensemble(teachers)
+    run.result = quantized(run, data, _fit(run, data, network, teacher))
+    return run.result
+
+
+def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Module]) -> TrainingResult:
+    """The epoch loop with this run's data, checkpoints, log and progress display."""
+    config, device, context = run.config, run.device, run.context
+    steps = len(epoch_batches(len(data.train), config.batch_size, epoch_generator(0, 0), 0,
+                              context.world_size))
+    training = start_training(network, run.recipe, epochs=config.epochs, steps_per_epoch=steps,
+                              device=device, amp=config.amp, context=context, teacher=teacher)
+    shown = progress_mode(config.progress) if context.is_main else "none"
+
+    def log(message: str) -> None:
+        if shown != "none":
+            print(message, flush=True)
+
+    if run.resume_state is not None:
+        _resume(run, training, log)
+    train_images, train_labels = to_device_tensors(data.train.images, data.train.labels, device)
+    val_images, val_labels = to_device_tensors(data.val.images, data.val.labels, device)
+    bar = DisplayedText() if in_notebook() else None  # one bar per cell, updated in place
+    workers = usable_cpus() if config.num_workers is None else config.num_workers
+
+    def batches(epoch: int):
+        """This rank's share of one epoch's training batches, from the chosen pipeline."""
+        generator = epoch_generator(config.seed, epoch)
+        shard = dict(rank=context.rank, world_size=context.world_size)
+        if config.pipeline == "fast":
+            epoch_batches_ = fast_batches(train_images, train_labels, run.recipe.augmentation,
+                                          config.batch_size, generator, **shard)
+        else:
+            epoch_batches_ = dataloader_batches(data.train.images, data.train.labels,
+                                                run.recipe.augmentation, config.batch_size,
+                                                generator, num_workers=workers,
+                                                pin_memory=device.type == "cuda", **shard)
+        if shown == "bar" and epoch:
+            return progress_bar(epoch_batches_, steps, f"epoch {epoch}/{config.epochs}", bar)
+        return epoch_batches_
+
+    def score(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        return evaluate(network, images, labels, config.eval_batch_size, run.recipe.tta,
+                        training.amp_dtype, training.channels_last, context)
+
+    def validate(network: nn.Module) -> dict:
+        return score(network, val_images, val_labels) if len(data.val) else \
+            {"loss": None, "accuracy": None}
+
+    # Testing after every epoch draws time-to-accuracy figures; it never chooses anything.
+    test_tensors = to_device_tensors(data.test.images, data.test.labels, device) \
+        if config.test_each_epoch else None
+
+    def test(network: nn.Module) -> float:
+        return score(network, *test_tensors)["accuracy"]
+
+    def end_epoch(training: Training, entry: dict, is_best: bool) -> None:
+        log(report.format_epoch(entry, config.epochs))
+        if context.is_main:
+            save_epoch(run, training, is_best)
+
+    warmup_s = _prepare_step(run, training, batches, log, workers, len(data.train))
+    started = time.perf_counter()
+    try:
+        fit(training, config.epochs, config.seed, batches=batches, validate=validate,
+            end_epoch=end_epoch, test=test if test_tensors else None, context=context,
+            # Reading the loss back makes the CPU wait for a GPU: there, every 25 steps.
+            check_every=1 if device.type == "cpu" else 25)
+    except KeyboardInterrupt:
+        done = training.epoch
+        log(f"\nInterrupted during epoch {done + 1}. "
+            + (f"{run.path('checkpoint.pt')} holds epoch {done}; to continue, set "
+               f"{setting('resume', True)}, the other parameters as they were, and {rerun_hint()}."
+               if done >= 1 else "No epoch was completed."))
+        raise
+    except NonFiniteLossError as error:
+        raise TrainingError(f"{error}; the run is stopped and checkpoint.pt still holds the last "
+                            "completed epoch. The learning rate is probably too high for this "
+                            "batch size: lower lr (e.g. by 10x) and run again.") from None
+    return TrainingResult(training.evaluated_network, training.history, training.best_val_accuracy,
+                          len(training.history), time.perf_counter() - started,
+                          training.step.kind, warmup_s)
+
+
+def _resume(run: Run, training: Training, log) -> None:
+    """Continue from the checkpoint start() checked, as if the run had never stopped."""
+    path, state = run.path("checkpoint.pt"), run.resume_state
+    try:
+        resume(training, state)
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path!r} does not fit this model and recipe: {error}") from None
+    epochs = run.config.epochs
+    if training.epoch >= epochs:
+        log(f"{path} holds all {epochs} epochs: the run is already complete, nothing is trained "
+            f"(set epochs above {epochs} to train longer); its weights are evaluated below")
+    else:
+        log(f"resumed from {path} after epoch {state['epoch']} of {epochs}")
+
+
+def _prepare_step(run: Run, training: Training, batches, log, workers: int,
+                  train_size: int) -> float:
+    """The training step `compile` asks for on this machine, compiled and captured now, on a
+    batch that training never uses (epoch 0's), so its cost is not in any epoch's time; returns
+    that cost in seconds."""
+    config, context = run.config, run.context
+    kind, why = choose_step_kind(config.compile, run.device, scaler=training.scaler,
+                                 distributed=context.enabled,
+                                 distillation=training.distillation is not None)
+    sizes = sorted({len(b) for b in epoch_batches(train_size, config.batch_size,
+                                                  epoch_generator(0, 0), 0, context.world_size)},
+                   reverse=True)
+    batch = next(iter(batches(0))) if kind != EAGER else None
+    training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch, sizes)
+    warmed = f", {warmup_s:.1f} s to compile and capture before epoch 1" if warmup_s else ""
+    loading = f"; {workers} DataLoader workers" if config.pipeline == "dataloader" else ""
+    log(f"training step: {training.step.kind} ({why}{warmed}){loading}"
+        + "".join(f"\n  {note}" for note in fallbacks))
+    return warmup_s
+
+
+def save_epoch(run: Run, training: Training, is_best: bool) -> None:
+    """best.pt on a new best validation accuracy (or, without a validation split, every epoch,
+    so it holds the last), then checkpoint.pt every epoch: a checkpoint never records a best
+    epoch whose best.pt is missing. best.pt is kept for the reader; the test measures the final
+    network, as the report did."""
+    epoch, config = training.epoch, run.config
+    try:
+        if is_best:
+            save_checkpoint(run.path("best.pt"), {
+                "model": training.evaluated_network.state_dict(), "epoch": epoch,
+                "val_accuracy": training.history[-1]["val_accuracy"], "config": config.to_dict()})
+        save_checkpoint(run.path("checkpoint.pt"), {
+            **training_state(training), "config": config.to_dict(),
+            "recipe": run.recipe.to_dict(), "rng": rng_states()})
+    except DiskFullError as error:
+        # The previous epoch's checkpoint (or the one resumed from) is on disk, intact.
+        then = (f"{run.path('checkpoint.pt')} holds epoch {epoch - 1}: with room again, continue "
+                f"with {setting('resume', True)}" if epoch > 1 else
+                "no epoch was saved: with room again, start the run again as it was")
+        raise DiskFullError(error.errno, f"{error}. Training stopped in epoch {epoch}; {then}") from None
+
+
+def _checkpoint_epoch(run: Run) -> str:
+    path = run.path("checkpoint.pt")
+    if not os.path.exists(path):
+        return "no epoch finished"
+    return f"{path} holds epoch {load_checkpoint(path)['epoch']}"
+
+
+def quantized(run: Run, data: CifarData, result: TrainingResult) -> TrainingResult:
+    """The result with its network replaced by the int8 version (quantize='int8'), its
+    activation ranges observed on training images only; unchanged otherwise."""
+    if run.config.quantize != INT8:
+        return result
+    network = result.members[0] if result.members else result.network
+    images, described = calibration_set(run.config, data)
+    int8 = quantize(network, to_nchw(images.images), run.config.eval_batch_size, described)
+    print(f"quantized to int8 ({ROUTE}, engine {engine()!r}), activation ranges from "
+          f"{described}; the int8 network computes on the CPU")
+    return dataclasses.replace(result, network=int8, members=[int8] if result.members else [])
+
+
+def load_trained(run: Run, data: CifarData) -> TrainingResult:
+    """The networks of model_weights (read at start), in place of training: one, or an
+    ensemble averaging their probabilities; int8 with quantize='int8'."""
+    config = run.config
+    _require(config.evaluate_only, "model_weights is not set, so there are no trained weights to "
+                                   "load: train this run's network, result = stages.train(run, "
+                                   "data, network)")
+    print(f"loaded {', '.join(config.model_weights)}: no training in this run")
+    members = run.weights
+    evaluated = members[0] if len(members) == 1 else Ensemble(members)
+    run.result = quantized(run, data, TrainingResult(evaluated.to(run.device), members=members))
+    return run.result
+
+
+def _check_owned(run: Run, result: TrainingResult) -> None:
+    """A notebook kernel keeps `result` from an earlier run when a new run's training cell was
+    interrupted or skipped; evaluating or saving it would file that run under this one."""
+    _require(run.result is result,
+             "this `result` is not this run's (it comes from an earlier run, or this run's "
+             "training step did not finish): run this run's training step first, result = "
+             "stages.train(run, data, network), so that nothing of another run is written into "
+             f"output_dir={run.config.output_dir!r}")
+
+
+# --- evaluation, submission, files ----------------------------------------------------------
+
+def predictor(run: Run, result: TrainingResult) -> Predictor:
+    """The trained network, or the loaded weights, each with the run's test-time augmentation:
+    what the test accuracy measures and what labels submission.csv."""
+    members = [member.to(run.device) for member in result.members] or [result.network.to(run.device)]
+    return Predictor(list(zip(members, run.tta)), run.config.eval_batch_size,
+                     resolve_amp(run.config.amp, run.device))
+
+
+def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEvaluation:
+    """Evaluate the final model once on the test images (never used for any choice); an
+    ensemble's members are evaluated alone as well."""
+    _check_owned(run, result)
+    images, labels = to_device_tensors(data.test.images, data.test.labels, run.device)
+    # Each member's (test-time augmented) logits once; an ensemble averages their softmax.
+    member_logits = predictor(run, result).member_logits(images)
+    if len(member_logits) == 1:
+        return from_logits(member_logits[0], labels)
+    return from_logits(average_probabilities(member_logits), labels,
+                       [from_logits(logits, labels).accuracy for logits in member_logits])
+
+
+def submit(run: Run, result: TrainingResult) -> str:
+    """Label the Kaggle pickle's images into output_dir/submission.csv (when asked), the way
+    the test accuracy was measured; returns what was written, with its test-time augmentation."""
+    _check_owned(run, result)
+    if run.config.kaggle_test_pkl is None:
+        return "kaggle_test_pkl not set: no submission written"
+    model = predictor(run, result)
+    if run.context.is_main:
+        images, ids = load_kaggle_test(run.config.kaggle_test_pkl)
+        write_submission(run.path("submission.csv"), ids, predict(model, images))
+        run.submission = {"path": run.path("submission.csv"), "images": len(ids),
+                          "test_time_augmentation": model.test_time_augmentation}
+    return (f"wrote {run.path('submission.csv')}: labels of {run.submission['images']:,} images, "
+            f"with the test-time augmentation of the test accuracy "
+            f"({model.test_time_augmentation})") if run.submission else ""
+
+
+def save_run(run: Run, data: CifarData, result: TrainingResult, test: TestEvaluation) -> dict:
+    """Write metrics.json and, after training, model.pt (the evaluated weights in half
+    precision) and, with quantize='int8', model-int8.pt; rank 0 only. Returns the metrics."""
+    _check_owned(run, result)
+    network = result.members[0] if result.members else result.network
+    metrics = report.build_metrics(config=run.config, recipe=run.recipe, data=data,
+                                   device=run.device, params=count_parameters(network),
+                                   result=result, test=test)
+    shape = getattr(network, "shape", None) or NetworkShape()
+    metrics.update(width_multiplier=shape.width_multiplier, blocks=list(shape.blocks),
+                   quantization=dict(network.record) if isinstance(network, Int8Network) else None,
+                   test_time_augmentation=views_text(run.tta))
+    for member, tta in zip(metrics.get("ensemble_members", []), run.tta):
+        member["test_time_augmentation"] = str(tta)
+    if run.submission:
+        metrics["submission"] = {**run.submission, "path": "submission.csv"}
+    if run.context.is_main:
+        if run.config.quantize == INT8:  # the tested int8 network, a weights file like model.pt
+            metrics["quantization"]["file_bytes"] = save_weights(run.path("model-int8.pt"), network,
+                                                                 run.tta[0])
+        atomic_write_json(run.path("metrics.json"), metrics)
+        if not run.config.evaluate_only:  # an evaluation has nothing new to save
+            save_weights(run.path("model.pt"), getattr(result.network, "float_network", None)
+                         or result.network, run.tta[0])
+        print(report.summary(metrics))
+    return metrics
+
+
+# --- what the run does and did, in words ----------------------------------------------------
+
+def heading(run: Run) -> report.MarkdownText:
+    """What this run does, in a sentence, and the parameters set away from their defaults."""
+    config, shown = run.config, run.config.to_dict()
+    changed = [f"`{name}={shown[name]!r}`" for name, declared in PARAMETERS.items()
+               if getattr(config, name) != declared.default]
+    resumed = run.resume_state["epoch"] if run.resume_state is not None else None
+    return report.heading(config, run.recipe.name, resumed, changed)
+
+
+def describe(run: Run) -> str:
+    """The run's recipe, every setting resolved; or, for an evaluation, the run that trained
+    each weights file (from the metrics.json beside it) and the test-time augmentation used."""
+    lines = [f"device: {run.device}" + (f" (rank {run.context.rank} of {run.context.world_size})"
+                                        if run.context.enabled else "")]
+    if run.config.evaluate_only:
+        for path, tta in zip(run.config.model_weights, run.tta):
+            lines += [f"evaluating {path}, not trained here: {report.trained_by(path)}",
+                      f"  test-time augmentation: {tta} ({run.tta_source})"]
+    else:
+        lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
+    if run.config.quantize == INT8:
+        lines.append(f"quantize='int8': the tested network is int8, calibrated on "
+                     f"{run.config.calibration_images:,} training images, and computes on the "
+                     "CPU (quantized kernels exist only there), whatever `device` says")
+    if run.config.data_source == "synthetic":
+        lines.insert(0, f"*** {report.SYNTHETIC_WARNING} ***")
+    return "\n".join(lines)
+
+
+def quality_report(run: Run, data: CifarData, test: TestEvaluation) -> str:
+    """Accuracy, calibration error, per-class precision/recall/F1, and ensemble members."""
+    return report.quality_report(test, data.origins["test"].name, data.classes,
+                                 run.config.model_weights or ())
+
+
+def confusions(run: Run, data: CifarData, test: TestEvaluation) -> report.MarkdownText:
+    """What this run's confusion matrix shows, in a sentence."""
+    return report.confusions(test.labels, test.predicted, data.classes)
+
+
+def conclusions(run: Run, data: CifarData, metrics: dict,
+                results_dir: Optional[str] = None) -> report.MarkdownText:
+    """The closing paragraph: this run's accuracy beside the report's and the measured runs'."""
+    return report.conclusions(run.config, metrics, data.origins["test"].name,
+                              data.origins["train"].name if "train" in data.origins else "",
+                              data.is_synthetic, results_dir or "")
+
+
+def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:
+    """(per-epoch history, whose it is): this run's, or, for an evaluation of one weights file,
+    the history its training run recorded in the metrics.json beside it."""
+    if not run.config.evaluate_only:
+        return result.history, "this run"
+    weights = run.config.model_weights
+    recorded = run_record(weights[0]) if len(weights) == 1 else None
+    if recorded is None:
+        return [], "no recorded training run"
+    return recorded["history"], (report.recorded_by(recorded, f"the run that trained {weights[0]}")
+                                 + ", not computed here")
+
+
+def history_table(run: Run, result: TrainingResult) -> str:
+    """The per-epoch history as a table, headed by whose it is."""
+    _check_owned(run, result)
+    epochs, whose = history(run, result)
+    if not epochs:
+        return f"no training history: {whose}"
+    return f"Training history, {whose}:\n{report.format_history(epochs)}"
+
+
+# --- figures --------------------------------------------------------------------------------
+
+def _saved(run: Run, figures: Dict[str, plt.Figure]) -> Dict[str, plt.Figure]:
+    if run.context.is_main:
+        for name, figure in figures.items():
+            plots.save_figure(figure, run.config.figures_folder, name)
+    return figures
+
+
+def data_figures(run: Run, data: CifarData, count: int = 32) -> Dict[str, plt.Figure]:
+    """A grid of training images, spread over the classes, through the recipe's augmentation."""
+    if not len(data.train):
+        print("an evaluation loads no training images: no augmented samples to show")
+        return {}
+    chosen = np.linspace(0, len(data.train) - 1, min(count, len(data.train))).astype(int)
+    images, labels = to_device_tensors(data.train.images[chosen], data.train.labels[chosen], "cpu")
+    parameters = draw_parameters(len(labels), run.recipe.augmentation, epoch_generator(run.config.seed, 1))
+    augmented = augment_batch(images, parameters, run.recipe.augmentation)
+    title = (f"Augmented training images, {run.recipe.name} recipe: {len(labels)} of "
+             f"{data.origins['train'].name} (n = {len(data.train):,})")
+    return _saved(run, {"augmented_samples": plots.augmented_samples(augmented, labels, data.classes,
+                                                                     title)})
+
+
+def training_figures(run: Run, data: CifarData, result: TrainingResult) -> Dict[str, plt.Figure]:
+    """Curves and learning rates per epoch, of this run or (evaluation) the recorded one."""
+    _check_owned(run, result)
+    epochs, whose = history(run, result)
+    if not epochs:
+        print(f"no training curves: {whose}")
+        return {}
+    if run.config.evaluate_only:
+        images = report.recorded_training_images(run_record(run.config.model_weights[0]))
+    else:
+        images = report.training_images(data.origins["train"].name, len(data.train), len(data.val))
+    return _saved(run, plots.history_figures(epochs, whose, images))
+
+
+def tested(run: Run, data: CifarData) -> str:
+    """The test images with their n, and, in an evaluation, the weights tested on them."""
+    if not run.config.evaluate_only:
+        return data.test_name
+    weights = run.config.model_weights
+    return (f"{weights[0] if len(weights) == 1 else 'an ensemble of ' + ', '.join(weights)} on "
+            f"{data.test_name}")
+
+
+def evaluation_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
+    images = tested(run, data)
+    return _saved(run, {
+        "confusion_matrix": plots.confusion_matrix(test.labels, test.predicted, data.classes, images),
+        "per_class_accuracy": plots.per_class_accuracy(test.labels, test.predicted, data.classes,
+                                                       images),
+        "reliability_diagram": plots.reliability_diagram(test.confidence, test.correct, images),
+    })
+
+
+def error_figures(run: Run, data: CifarData, test: TestEvaluation) -> Dict[str, plt.Figure]:
+    return _saved(run, {"misclassified": plots.misclassified_gallery(
+        data.test.images, test.labels, test.predicted, test.confidence, data.classes,
+        tested(run, data))})
