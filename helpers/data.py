@@ -422,7 +422,10 @@ def load_folder(data_dir: str, split: str, subset: Optional[int] = None
         how = f"decoded all {len(paths):,} files to fingerprint them"
         try:
             atomic_write_text(fingerprint_cache(), json.dumps({**remembered, listing: fingerprints}))
-            how += f" (remembered in {fingerprint_cache()})"
+            # As the user would type it: "~/.cache/...", not the home folder's own path.
+            home = os.path.expanduser("~")
+            where = fingerprint_cache()
+            how += f" (remembered in {'~' + where[len(home):] if where.startswith(home + os.sep) else where})"
         except OSError as error:  # a read-only home: fingerprint again next time
             how += f" (not remembered: {error})"
         images = ImageSet(pixels[chosen], labels[chosen])
