@@ -340,16 +340,16 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
         generator = epoch_generator(config.seed, epoch)
         shard = dict(rank=context.rank, world_size=context.world_size)
         if config.pipeline == "fast":
-            epoch_batches_ = fast_batches(train_images, train_labels, run.recipe.augmentation,
+            chosen = fast_batches(train_images, train_labels, run.recipe.augmentation,
                                           config.batch_size, generator, **shard)
         else:
-            epoch_batches_ = dataloader_batches(data.train.images, data.train.labels,
+            chosen = dataloader_batches(data.train.images, data.train.labels,
                                                 run.recipe.augmentation, config.batch_size,
                                                 generator, num_workers=workers,
                                                 pin_memory=device.type == "cuda", **shard)
         if shown == "bar" and epoch:
-            return progress_bar(epoch_batches_, steps, f"epoch {epoch}/{config.epochs}", bar)
-        return epoch_batches_
+            return progress_bar(chosen, steps, f"epoch {epoch}/{config.epochs}", bar)
+        return chosen
 
     def score(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
         return evaluate(network, images, labels, config.eval_batch_size, run.recipe.tta,

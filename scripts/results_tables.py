@@ -270,6 +270,44 @@ def ablation_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+# The files to read to learn the method, in order, and what each teaches.
+READING_ORDER = (
+    ("final-code.ipynb", "the report: every stage in order, with the network, the step and the "
+                         "loop shown from their modules"),
+    ("helpers/model.py", "the network: BasicBlock, ResNet, the smaller students"),
+    ("helpers/recipes.py", "every setting of the two recipes, with its source"),
+    ("helpers/augment.py", "augmentation, per image and batched on the device"),
+    ("helpers/step.py", "one training step"),
+    ("helpers/training.py", "optimizer, schedule, weight average, train_one_epoch, fit, exact resume"),
+    ("helpers/evaluation.py", "test-time views, evaluate, accuracy intervals, calibration"),
+)
+# Where to go next, and why; not the method itself.
+FURTHER = (
+    ("helpers/stages.py", "how the notebook and the command line string the method together, "
+                          "with every check at each stage's door"),
+    ("helpers/fast_step.py", "the same step compiled and captured as a CUDA graph, for GPUs"),
+    ("helpers/data.py", "the data: sources, subsets, the validation split, which images they are"),
+)
+
+
+def reading_order(root: str = ROOT) -> str:
+    """The reading-order table of docs/method.md, with each file's lines counted now."""
+    def lines(path: str) -> str:
+        full = os.path.join(root, path)
+        if path.endswith(".ipynb"):  # the cells' source, not the saved outputs
+            with open(full) as file:
+                cells = json.load(file)["cells"]
+            return f"{sum(len(''.join(c['source']).splitlines()) for c in cells):,} (cells)"
+        with open(full) as file:
+            return f"{sum(1 for _ in file):,}"
+
+    rows = ["| | file | lines | read it for |", "|---|---|---|---|"]
+    rows += [f"| {i} | [`{path}`](../{path}) | {lines(path)} | {why} |"
+             for i, (path, why) in enumerate(READING_ORDER, start=1)]
+    rows += [f"| then | [`{path}`](../{path}) | {lines(path)} | {why} |" for path, why in FURTHER]
+    return "\n".join(rows)
+
+
 def render(page: str, blocks: Dict[str, str], name_of_page: str = "README.md") -> str:
     for name, text in blocks.items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- end generated: {name} -->)", re.S)
@@ -290,7 +328,8 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
-                "ablation": ablation_table(results_dir)}}
+                "ablation": ablation_table(results_dir)},
+            os.path.join("docs", "method.md"): {"reading-order": reading_order(root)}}
 
 
 def read_page(path: str) -> str:

@@ -194,3 +194,25 @@ def test_ids_of_another_type_are_refused_naming_it(tmp_path):
                                                 b"ids": [1.5, 2.5]})
     with pytest.raises(SubmissionError, match=r"holds a float \(1.5\); expected integers or text"):
         load_kaggle_test(path)
+
+
+def test_the_readmes_python_interface_runs_and_names_the_classes():
+    """The README's lines, as a user copies them, with images of their own."""
+    import re
+
+    from conftest import ROOT
+    from helpers.data import CIFAR10_CLASSES
+
+    with open(os.path.join(ROOT, "README.md")) as file:
+        readme = file.read()
+    block = readme.split("**In Python**", 1)[1].split("\n\n")[1]
+    code = "\n".join(line[4:] for line in block.splitlines())
+    assert "CIFAR10_CLASSES" in code and re.search(r"load_predictor\(", code)
+    namespace = {"images": np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)}
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)  # the README's paths are from the repository
+        exec(code, namespace)
+    finally:
+        os.chdir(cwd)
+    assert len(namespace["names"]) == 3 and set(namespace["names"]) <= set(CIFAR10_CLASSES)

@@ -9,7 +9,7 @@ import torch
 
 from helpers import stages
 from helpers.files import load_checkpoint, read_weights, save_weights
-from helpers.model import NetworkShape
+from helpers.model import NetworkShape, count_parameters
 from helpers.recipes import TestTimeAugmentation
 from helpers.settings import ConfigError, make_config
 
@@ -156,3 +156,23 @@ def test_a_result_of_an_earlier_run_is_not_evaluated_or_saved_as_this_runs(tmp_p
                                               r"stages.train\(run, data, network\)"):
             stage()
     assert os.listdir(tmp_path / "second") == ["figures"] or not os.listdir(tmp_path / "second")
+
+
+def test_a_runs_best_pt_evaluates_as_what_it_is_without_the_accuracy_of_its_model_pt(tmp_path):
+    """best.pt is the best validation epoch's weights; the accuracy in the metrics.json beside
+    it is model.pt's, the final network's."""
+    run, data, network = started(tiny(tmp_path / "run", epochs=2, width_multiplier=0.25,
+                                      blocks=[1, 1, 1]))
+    result = stages.train(run, data, network)
+    metrics = stages.save_run(run, data, result, stages.evaluate_test(run, data, result))
+    assert metrics["tested_epoch"] == 2 and metrics["best_val_epoch"] in (1, 2)
+    best = str(tmp_path / "run" / "best.pt")
+    evaluation = stages.start(make_config(data_source="synthetic", test_subset=20,
+                                          model_weights=best, output_dir=str(tmp_path / "eval")))
+    said = stages.describe(evaluation)
+    assert "this is that run's best.pt, not its model.pt, so the test accuracy it recorded is " \
+        "not this file's" in said and "95 % interval" not in said
+    assert count_parameters(evaluation.weights[0]) == metrics["params"]  # its own size
+    model = stages.start(make_config(data_source="synthetic", test_subset=20, output_dir=str(
+        tmp_path / "eval-model"), model_weights=str(tmp_path / "run" / "model.pt")))
+    assert "; it recorded " in stages.describe(model) and "95 % interval" in stages.describe(model)

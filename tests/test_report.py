@@ -45,3 +45,32 @@ def test_inside_the_repository_git_tells_the_commit_and_there_is_no_note(no_comm
     if commit is None:
         pytest.skip(f"this copy cannot tell its commit: {note}")
     assert len(commit.split("+")[0]) == 40 and note is None
+
+
+def test_the_summary_says_which_epoch_best_pt_holds_and_which_network_is_tested():
+    metrics = {"best_val_epoch": 2, "tested_epoch": 3}
+    assert report.best_words(metrics) == (", epoch 2 (its weights are best.pt; the test measures "
+                                          "the network of the last epoch, 3, as the report did)")
+    assert "the last (its weights are best.pt and model.pt)" in report.best_words(
+        {"best_val_epoch": 3, "tested_epoch": 3})
+    assert report.best_words({"best_val_epoch": None, "tested_epoch": None}) == ""
+    history = [{"epoch": e, "val_accuracy": v} for e, v in ((1, 10.0), (2, 17.0), (3, 16.0), (4, 17.0))]
+    assert report.best_epoch(history) == 2  # the first of a tie, as best.pt keeps it
+
+
+def test_error_analysis_says_what_this_runs_confusions_show_and_nothing_else():
+    import numpy as np
+
+    classes = [f"class{c}" for c in range(10)]
+    labels = np.repeat(np.arange(10), 10)
+    three = np.where(labels < 5, 0, np.where(labels < 8, 3, 5))  # predicts 3 of the 10 classes
+    said = report.confusions(labels, three, classes)
+    assert said.startswith("This network predicted only 3 of the 10 classes (class0, class3, class5)")
+    assert "look-alike" not in said and "cat" not in said
+    predicted = labels.copy()
+    predicted[:4] = 1        # four of class0 taken for class1
+    predicted[50:52] = 7     # two of class5 taken for class7
+    said = report.confusions(labels, predicted, classes)
+    assert said == ("Its most frequent confusions (6 mistakes in all): class0 taken for class1 "
+                    "4 times; class5 taken for class7 2 times.")
+    assert report.confusions(labels, labels, classes) == "It made no mistakes on these images."
