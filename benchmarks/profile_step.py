@@ -35,7 +35,8 @@ from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
 from helpers.model import ResNet  # noqa: E402
 from helpers.settings import make_config, recipe_of  # noqa: E402
 from helpers.step import EAGER  # noqa: E402
-from helpers.training import start_training, train_one_epoch  # noqa: E402
+from helpers.training import (resolve_amp, start_training, train_one_epoch,  # noqa: E402
+                              uses_channels_last)
 from common import environment, finish  # noqa: E402
 
 
@@ -69,8 +70,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)).to(device)
     labels = torch.from_numpy(rng.integers(0, 10, count)).to(device)
+    amp_dtype = resolve_amp(config.amp, device)
     training = start_training(ResNet(), recipe, epochs=75, steps_per_epoch=count // args.batch_size,
-                              device=device, amp=config.amp)
+                              device=device, amp_dtype=amp_dtype,
+                              channels_last=uses_channels_last(device, amp_dtype))
 
     def epoch(number: int):
         return fast_batches(images, labels, recipe.augmentation, args.batch_size,

@@ -78,6 +78,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
             print(stages.quality_report(run, data, test))
         figures.update(stages.evaluation_figures(run, data, test))
         figures.update(stages.error_figures(run, data, test))
+        shift = stages.evaluate_under_shift(run, data, result)
+        if shift is not None:
+            print(stages.shift_table(run, test, shift))
+            figures.update(stages.shift_figures(run, data, test, shift))
         submitted = stages.submit(run, result)
         if run.context.is_main and run.config.kaggle_test_pkl is not None:
             print(submitted)

@@ -177,6 +177,25 @@ def misclassified_gallery(images: np.ndarray, true: np.ndarray, predicted: np.nd
                        f"(accuracy {accuracy:.2f} %)\n{name}")
 
 
+def accuracy_under_shift(accuracy: dict, severities: Sequence[int], clean: float,
+                         images: str) -> plt.Figure:
+    """Accuracy against severity for each kind of corruption, with the clean accuracy as a
+    line; `images` names the test images."""
+    figure, axis = plt.subplots(figsize=(9, 5))
+    markers = "osD^v<>phX*P"
+    for index, (kind, values) in enumerate(accuracy.items()):
+        axis.plot(severities, values, marker=markers[index % len(markers)], label=kind,
+                  color=plt.get_cmap("tab20")(index))
+    axis.axhline(clean, color="black", linestyle="--", label=f"clean {clean:.1f} %")
+    axis.set(xlabel="severity", ylabel="accuracy (%)", xticks=list(severities), ylim=(0, 100))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2, loc="lower left")
+    _heading(figure, f"Accuracy under shift: corrupted copies of the test images\n{images}",
+             fontsize=12)
+    figure.tight_layout()
+    return figure
+
+
 def save_figure(figure: plt.Figure, folder: str, name: str) -> str:
     """Write `figure` as folder/name.png and return the path."""
     os.makedirs(folder, exist_ok=True)

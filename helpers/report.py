@@ -106,6 +106,11 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         # seconds spent compiling and capturing it before epoch 1 (not in wall_time_s).
         "training_step": result.step_kind,
         "warmup_s": result.warmup_s,
+        # How training computed, and how fast: images trained per second of training steps
+        # (augmentation included, validation not), over all epochs.
+        "training_precision": result.precision if result.history else None,
+        "memory_format": result.memory_format if result.history else None,
+        "images_per_second": images_per_second(result.history),
         "device": device_name(device),
         "data_source": config.data_source,
         "data": data.to_dict(),
@@ -146,6 +151,13 @@ def network_words(metrics: dict) -> str:
         [f"blocks {blocks}"] * (blocks != list(full.blocks))
     words += f" ({', '.join(sizes)})" if sizes else ""
     return words + (", int8 weights computed on the CPU" if metrics.get("quantization") else "")
+
+
+def images_per_second(history: List[dict]) -> Optional[float]:
+    """Training images per second over a run's epochs (None for runs from before it was
+    recorded, and for evaluations)."""
+    rates = [h["images_per_second"] for h in history if h.get("images_per_second")]
+    return statistics.mean(rates) if rates else None
 
 
 def best_epoch(history: List[dict]) -> Optional[int]:
@@ -195,7 +207,10 @@ def summary(metrics: dict) -> str:
         lines += [f"recipe             {metrics['recipe']}, {_count(metrics['epochs_completed'], 'epoch')}, "
                   f"batch {metrics['batch_size']}, pipeline {metrics['pipeline']}",
                   f"training time      {metrics['wall_time_s']:.1f} s on {metrics['device']} "
-                  f"({metrics['training_step']} step"
+                  f"({metrics['training_step']} step, {metrics.get('training_precision')}, "
+                  f"{metrics.get('memory_format')}"
+                  + (f", {metrics['images_per_second']:,.0f} images/s"
+                     if metrics.get("images_per_second") else "")
                   + (f", {metrics['warmup_s']:.1f} s warm-up before epoch 1)"
                      if metrics["warmup_s"] else ")")]
     return "\n".join(lines)
@@ -299,6 +314,29 @@ def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
     return lines
 
 
+# --- under shift ---------------------------------------------------------------------------
+
+def shift_table(shift: dict, clean_accuracy: float) -> MarkdownText:
+    """Accuracy on each kind of corrupted test images at each severity, with its 95 % interval,
+    the clean accuracy and the mean; "approximate" kinds are marked."""
+    n = shift["test_images"]
+    severities = shift["severities"]
+    lines = ["| corruption | " + " | ".join(f"severity {s}" for s in severities) + " |",
+             "|---|" + "---|" * len(severities)]
+    for kind, values in shift["accuracy"].items():
+        mark = "" if shift.get("fidelity", {}).get(kind, "").startswith("as in") else " (approximate)"
+        lines.append(f"| {kind}{mark} | " + " | ".join(
+            f"{value:.1f} % ({interval_text(value, n).split(', n')[0]})" for value in values) + " |")
+    lines.append(f"| **mean of these kinds** | " + " | ".join(
+        f"{np.mean([v[i] for v in shift['accuracy'].values()]):.1f} %"
+        for i in range(len(severities))) + " |")
+    return MarkdownText(
+        "\n".join(lines) + f"\n\nClean: {format_accuracy(clean_accuracy, n)}; under shift, mean "
+        f"over all kinds and severities {shift['mean_accuracy']:.1f} % (n = {n:,} images each; "
+        f"fingerprint of the corrupted images {shift['fingerprint'][:12]}). The mean is over "
+        "these kinds only: it is not comparable with published CIFAR-10-C means.")
+
+
 # --- the epochs ----------------------------------------------------------------------------
 
 def format_history(history: List[dict]) -> str:
@@ -324,9 +362,10 @@ def format_epoch(entry: dict, epochs: int) -> str:
     val = "" if entry["val_accuracy"] is None else \
         f"  val loss {entry['val_loss']:.3f} acc {entry['val_accuracy']:5.2f}%"
     test = "" if entry.get("test_accuracy") is None else f"  (test acc {entry['test_accuracy']:5.2f}%)"
+    speed = f", {entry['images_per_second']:,.0f} img/s" if entry.get("images_per_second") else ""
     return (f"epoch {entry['epoch']:>3}/{epochs}  lr {entry['lr']:.4g}  train loss "
             f"{entry['train_loss']:.3f} acc {entry['train_accuracy']:5.2f}%{val}  "
-            f"{entry['seconds']:.1f} s{test}")
+            f"{entry['seconds']:.1f} s{speed}{test}")
 
 
 # --- what a run does, in words --------------------------------------------------------------

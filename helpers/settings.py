@@ -482,8 +482,9 @@ class RunConfig:
                               "device (fast), or per image in DataLoader workers", when=only_training)
     amp: str = parameter("auto", Choice("auto", "bf16", "fp16", "off",
                                         aliases={False: "off", None: "off"}),
-                         "mixed precision; auto: bf16 on recent GPUs, fp16 on older ones, none "
-                         "on a CPU")
+                         "mixed precision of training; auto: bf16 on recent GPUs and on CPUs "
+                         "that compute it natively, fp16 on older GPUs, else none (evaluation "
+                         "on a CPU is fp32)")
     compile: Any = parameter("auto", Choice("auto", True, False, aliases={
         **{word: True for word in TRUE_WORDS}, **{word: False for word in FALSE_WORDS}}),
         "compiled (True) or eager (False) training step; auto: the fastest verified on "
@@ -520,6 +521,9 @@ class RunConfig:
                               "on the CPU and saved as model-int8.pt", resumable=True)
     calibration_images: int = parameter(1000, integer(10, 50_000), "training images, stratified by "
                                         "class, that set the int8 activation ranges", when=only_quantizing, resumable=True)
+    corruptions: bool = parameter(False, Flag(), "also test on corrupted copies of the test "
+                                  "images: 11 kinds after CIFAR-10-C, severities 1 to 5",
+                                  resumable=True)
 
     @property
     def figures_folder(self) -> str:

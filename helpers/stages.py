@@ -29,14 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import corruptions
 from . import model as networks
 from . import plots, report
 from .augment import (augment_batch, dataloader_batches, draw_parameters, epoch_batches,
                       epoch_generator, fast_batches, to_device_tensors, to_nchw)
 from .data import CifarData, calibration_set, load_data, summarize
 from .distributed import DistributedContext, init_distributed, main_rank_first
-from .env import (PAPERMILL, DisplayedText, ExplainedError, in_notebook, launcher, progress_bar,
-                  progress_mode, rerun_hint, setting, usable_cpus)
+from .env import (PAPERMILL, DisplayedText, ExplainedError, in_notebook, keep_freed_memory,
+                  launcher, progress_bar, progress_mode, rerun_hint, setting, usable_cpus)
 from .evaluation import Ensemble, TestEvaluation, average_probabilities, evaluate, from_logits
 from .fast_step import choose_step_kind, prepare_step
 from .files import (CheckpointError, DiskFullError, atomic_write_json, load_checkpoint, read_weights,
@@ -47,9 +48,10 @@ from .quantization import INT8, ROUTE, Int8Network, check_available, engine, qua
 from .recipes import TTA_SETTINGS, Recipe, TestTimeAugmentation
 from .settings import PARAMETERS, ConfigError, RunConfig, config_differences, recipe_of
 from .step import EAGER, TrainingStep
-from .training import (NonFiniteLossError, Training, TrainingResult, fit, make_optimizer,
-                       make_scheduler, resolve_amp, resume, rng_states, start_training,
-                       train_one_epoch, training_state)
+from .training import (NonFiniteLossError, Training, TrainingResult, cpu_computes_bf16,
+                       evaluation_amp, fit, make_optimizer, make_scheduler, precision_name,
+                       resolve_amp, resume, rng_states, start_training, train_one_epoch,
+                       training_state, uses_channels_last)
 
 
 class TrainingError(ExplainedError, RuntimeError):
@@ -74,6 +76,7 @@ class Run:
     trained: Optional[nn.Module] = None          # the network train() began to train
     result: Optional[TrainingResult] = None      # train()'s or load_trained()'s
     submission: Optional[dict] = None            # what submit() wrote
+    shift: Optional[dict] = None                 # evaluate_under_shift()'s accuracies
 
     def path(self, name: str) -> str:
         return os.path.join(self.config.output_dir, name)
@@ -98,6 +101,14 @@ def start(config: RunConfig) -> Run:
     context = init_distributed(device.type == "cuda")
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
+    if device.type == "cpu" and config.amp == "fp16" and not config.evaluate_only:
+        raise ConfigError("amp='fp16' trains on a GPU only: on a CPU, fp16 has no fast kernels "
+                          "and no gradient scaling here; use amp='bf16' (fast where the CPU "
+                          "computes bf16 natively), or 'auto' or 'off'")
+    if device.type == "cpu" and config.amp == "bf16" and not cpu_computes_bf16() \
+            and not config.evaluate_only:
+        print("amp='bf16' on a CPU without native bf16 (AVX-512 BF16 or AMX): bf16 is emulated "
+              "here, and training will be slower than in fp32 (amp='auto' or 'off')")
     _require(config.batch_size % context.world_size == 0,
              f"batch_size={config.batch_size} must be divisible by the {context.world_size} ranks "
              "(it is the global batch)")
@@ -320,13 +331,18 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
     config, device, context = run.config, run.device, run.context
     steps = len(epoch_batches(len(data.train), config.batch_size, epoch_generator(0, 0), 0,
                               context.world_size))
-    training = start_training(network, run.recipe, epochs=config.epochs, steps_per_epoch=steps,
-                              device=device, amp=config.amp, context=context, teacher=teacher)
     shown = progress_mode(config.progress) if context.is_main else "none"
 
     def log(message: str) -> None:
         if shown != "none":
             print(message, flush=True)
+
+    if device.type == "cpu":
+        keep_freed_memory()  # the system time of page faults, in every CPU training step
+    amp_dtype, channels_last = training_precision(run, log)
+    training = start_training(network, run.recipe, epochs=config.epochs, steps_per_epoch=steps,
+                              device=device, amp_dtype=amp_dtype, channels_last=channels_last,
+                              context=context, teacher=teacher)
 
     if run.resume_state is not None:
         _resume(run, training, log)
@@ -352,8 +368,11 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
         return chosen
 
     def score(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        # On a GPU as training computes; on a CPU in fp32 (evaluation_amp), contiguous.
+        cuda = device.type == "cuda"
         return evaluate(network, images, labels, config.eval_batch_size, run.recipe.tta,
-                        training.amp_dtype, training.channels_last, context)
+                        evaluation_amp(config.amp, device) if cuda else None,
+                        training.channels_last and cuda, context)
 
     def validate(network: nn.Module) -> dict:
         return score(network, val_images, val_labels) if len(data.val) else \
@@ -389,9 +408,26 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
         raise TrainingError(f"{error}; the run is stopped and checkpoint.pt still holds the last "
                             "completed epoch. The learning rate is probably too high for this "
                             "batch size: lower lr (e.g. by 10x) and run again.") from None
-    return TrainingResult(training.evaluated_network, training.history, training.best_val_accuracy,
+    evaluated = training.evaluated_network
+    if device.type == "cpu":  # tested, saved and predicting as every fp32 network on a CPU
+        evaluated = evaluated.to(memory_format=torch.contiguous_format)
+    return TrainingResult(evaluated, training.history, training.best_val_accuracy,
                           len(training.history), time.perf_counter() - started,
-                          training.step.kind, warmup_s)
+                          training.step.kind, warmup_s, precision=precision_name(amp_dtype),
+                          memory_format="channels_last" if channels_last else "contiguous")
+
+
+def training_precision(run: Run, log) -> Tuple[Optional[torch.dtype], bool]:
+    """(autocast dtype, channels_last) of training: what `amp` chooses on this machine, or, when
+    resuming, what the checkpoint was trained with (said where this machine would choose
+    otherwise), so that a resumed run continues as it began."""
+    amp_dtype = resolve_amp(run.config.amp, run.device)
+    recorded = (run.resume_state or {}).get("training_precision")
+    if recorded is not None and recorded != precision_name(amp_dtype):
+        log(f"the checkpoint was trained in {recorded}, and continues so, although "
+            f"amp={run.config.amp!r} chooses {precision_name(amp_dtype)} on this machine")
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recorded)
+    return amp_dtype, uses_channels_last(run.device, amp_dtype)
 
 
 def _resume(run: Run, training: Training, log) -> None:
@@ -425,7 +461,9 @@ def _prepare_step(run: Run, training: Training, batches, log, workers: int,
     training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch, sizes)
     warmed = f", {warmup_s:.1f} s to compile and capture before epoch 1" if warmup_s else ""
     loading = f"; {workers} DataLoader workers" if config.pipeline == "dataloader" else ""
-    log(f"training step: {training.step.kind} ({why}{warmed}){loading}"
+    memory = "channels_last" if training.channels_last else "contiguous"
+    log(f"training step: {training.step.kind} ({why}{warmed}), "
+        f"{precision_name(training.amp_dtype)}, {memory}{loading}"
         + "".join(f"\n  {note}" for note in fallbacks))
     return warmup_s
 
@@ -503,7 +541,7 @@ def predictor(run: Run, result: TrainingResult) -> Predictor:
     what the test accuracy measures and what labels submission.csv."""
     members = [member.to(run.device) for member in result.members] or [result.network.to(run.device)]
     return Predictor(list(zip(members, run.tta)), run.config.eval_batch_size,
-                     resolve_amp(run.config.amp, run.device))
+                     evaluation_amp(run.config.amp, run.device))
 
 
 def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEvaluation:
@@ -517,6 +555,41 @@ def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEval
         return from_logits(member_logits[0], labels)
     return from_logits(average_probabilities(member_logits), labels,
                        [from_logits(logits, labels).accuracy for logits in member_logits])
+
+
+CORRUPTION_SEED = 0  # one seed for every run, so that every network sees the same images
+
+
+def evaluate_under_shift(run: Run, data: CifarData, result: TrainingResult) -> Optional[dict]:
+    """With corruptions=True: the evaluated network (or ensemble, or int8 network), with its
+    test-time augmentation, on corrupted copies of the test images, every kind of
+    helpers/corruptions.py at severities 1 to 5, made on the CPU from one seed; rank 0 only.
+    Returns what metrics.json records as "corruptions" (accuracies in percent); None with
+    corruptions=False."""
+    _check_owned(run, result)
+    if not run.config.corruptions or not run.context.is_main:
+        return None
+    model, labels = predictor(run, result), data.test.labels
+    accuracy: Dict[str, List[float]] = {kind: [] for kind in corruptions.KINDS}
+    started, shown = time.perf_counter(), progress_mode(run.config.progress)
+
+    def scored():
+        """Each corrupted set, once its accuracy is measured (the fingerprint reads them all)."""
+        for kind, severity, images in corruptions.corrupted_sets(data.test.images,
+                                                                 seed=CORRUPTION_SEED):
+            accuracy[kind].append(100 * float(np.mean(predict(model, images) == labels)))
+            if severity == corruptions.SEVERITIES[-1] and shown != "none":
+                print(f"under shift: {kind} at severities 1-5: "
+                      + ", ".join(f"{value:.1f} %" for value in accuracy[kind]), flush=True)
+            yield kind, severity, images
+
+    fingerprint = corruptions.fingerprint(scored())
+    run.shift = {"severities": list(corruptions.SEVERITIES), "accuracy": accuracy,
+                 "mean_accuracy": float(np.mean([a for values in accuracy.values() for a in values])),
+                 "test_images": len(labels), "fingerprint": fingerprint, "seed": CORRUPTION_SEED,
+                 "fidelity": {kind: corruptions.PARAMETERS[kind]["fidelity"] for kind in accuracy},
+                 "seconds": time.perf_counter() - started}
+    return run.shift
 
 
 def submit(run: Run, result: TrainingResult) -> str:
@@ -552,6 +625,8 @@ def save_run(run: Run, data: CifarData, result: TrainingResult, test: TestEvalua
         member["test_time_augmentation"] = str(tta)
     if run.submission:
         metrics["submission"] = {**run.submission, "path": "submission.csv"}
+    if run.shift:
+        metrics["corruptions"] = run.shift
     if run.context.is_main:
         if run.config.quantize == INT8:  # the tested int8 network, a weights file like model.pt
             metrics["quantization"]["file_bytes"] = save_weights(run.path("model-int8.pt"), network,
@@ -612,6 +687,23 @@ def conclusions(run: Run, data: CifarData, metrics: dict,
     return report.conclusions(run.config, metrics, data.origins["test"].name,
                               data.origins["train"].name if "train" in data.origins else "",
                               data.is_synthetic, results_dir or "")
+
+
+def shift_table(run: Run, test: TestEvaluation, shift: Optional[dict]) -> report.MarkdownText:
+    """Accuracy under shift, each with its interval, beside the clean accuracy; or why not."""
+    if shift is None:
+        return report.MarkdownText("Not tested under shift: set "
+                                   f"{setting('corruptions', True)} to test on corrupted copies "
+                                   "of the test images.")
+    return report.shift_table(shift, test.accuracy)
+
+
+def shift_figures(run: Run, data: CifarData, test: TestEvaluation,
+                  shift: Optional[dict]) -> Dict[str, plt.Figure]:
+    if shift is None:
+        return {}
+    return _saved(run, {"accuracy_under_shift": plots.accuracy_under_shift(
+        shift["accuracy"], shift["severities"], test.accuracy, tested(run, data))})
 
 
 def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:

@@ -69,14 +69,52 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
 
 
+def cpu_computes_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 natively: the x86 flags AVX-512 BF16 or AMX (Intel since
+    Cooper Lake and Sapphire Rapids, AMD since Zen 4), as the kernel lists them. Elsewhere bf16
+    is emulated and slower than fp32; `torch.ops.mkldnn._is_mkldnn_bf16_supported()` says yes
+    there too, on any AVX-512 CPU. Without /proc/cpuinfo (macOS, Windows): False."""
+    try:
+        with open(cpuinfo) as file:
+            flags = set(file.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def resolve_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype: bf16 on GPUs that compute it natively (compute capability >= 8.0), fp16
-    (with a gradient scaler) on older GPUs such as Colab's T4, none on the CPU."""
-    if device.type != "cuda" or amp == "off":
+    """Training's autocast dtype (None: fp32). GPUs: bf16 where they compute it natively
+    (compute capability >= 8.0), fp16 with a gradient scaler on older ones such as Colab's T4.
+    CPUs: bf16 where the CPU computes it natively (cpu_computes_bf16), else fp32; amp='bf16'
+    asks for it anyway. 'off': fp32 everywhere."""
+    if amp == "off":
         return None
+    if device.type == "cuda":
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+        return torch.bfloat16 if amp == "bf16" else torch.float16
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+        return torch.bfloat16 if cpu_computes_bf16() else None
+    return torch.bfloat16  # amp='fp16' on a CPU is refused before (helpers/stages.py)
+
+
+def uses_channels_last(device: torch.device, amp_dtype: Optional[torch.dtype]) -> bool:
+    """The memory format of training, by a fixed rule, never by timing (so a run repeats):
+    channels_last on GPUs and, with bf16, on CPUs, where convolutions and BatchNorm have faster
+    kernels for it (measured: benchmarks/cpu_training.py); contiguous for fp32 on a CPU, as
+    every run before this rule."""
+    return device.type == "cuda" or amp_dtype == torch.bfloat16
+
+
+def evaluation_amp(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of evaluation and prediction: training's on a GPU; fp32 on a CPU,
+    where evaluating is cheap and every committed accuracy was measured in fp32."""
+    return resolve_amp(amp, device) if device.type == "cuda" else None
+
+
+def precision_name(amp_dtype: Optional[torch.dtype]) -> str:
+    """"bf16", "fp16" or "fp32", as metrics.json and checkpoint.pt record it."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype, "fp32")
 
 
 class ExponentialAverage:
@@ -157,20 +195,19 @@ class Training:
 
 
 def start_training(network: nn.Module, recipe: Recipe, *, epochs: int, steps_per_epoch: int,
-                   device: torch.device, amp: str = "auto",
+                   device: torch.device, amp_dtype: Optional[torch.dtype] = None,
+                   channels_last: bool = False,
                    context: DistributedContext = DistributedContext(),
                    teacher: Optional[nn.Module] = None) -> Training:
-    """Everything `recipe` trains `network` with, on `device`; the step is made, eager, by
-    make_step() (helpers/fast_step.py prepares a compiled one)."""
-    # channels_last on GPUs, where convolutions and BatchNorm have faster kernels for it.
-    channels_last = device.type == "cuda"
+    """Everything `recipe` trains `network` with, on `device`, at the precision `amp_dtype`
+    (None: fp32) and memory format given (resolve_amp and uses_channels_last choose them); the
+    step is made, eager, by make_step() (helpers/fast_step.py prepares a compiled one)."""
     network = network.to(device)
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     # Under torchrun, before the optimizer takes the parameters: the wrapper replaces each
     # BatchNorm with one that synchronises its statistics (helpers/distributed.py).
     model = wrap_for_training(network, context, device)
-    amp_dtype = resolve_amp(amp, device)
     optimizer = make_optimizer(network, recipe, fused=device.type == "cuda")
     distillation = None
     if teacher is not None:
@@ -212,7 +249,8 @@ def train_one_epoch(step: TrainingStep, batches: Iterable[Tuple[torch.Tensor, to
         raise NonFiniteLossError(epoch, index)
     totals = torch.cat([totals, torch.full((1,), float(count), device=device)])
     loss_sum, correct, count = sum_over_ranks(totals, context).tolist()
-    return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1)}
+    return {"loss": loss_sum / max(count, 1), "accuracy": 100 * correct / max(count, 1),
+            "images": int(count)}
 
 
 def fit(training: Training, epochs: int, seed: int, *,
@@ -232,6 +270,7 @@ def fit(training: Training, epochs: int, seed: int, *,
         train = train_one_epoch(training.step, batches(epoch), epoch=epoch,
                                 after_step=training.after_step, check_every=check_every,
                                 context=context)
+        training_s = time.perf_counter() - started  # the steps alone, without validation
         if not training.scheduler_per_step:
             training.scheduler.step()
         val = validate(training.evaluated_network)
@@ -239,7 +278,8 @@ def fit(training: Training, epochs: int, seed: int, *,
         entry = {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
                  "train_accuracy": train["accuracy"], "val_loss": val["loss"],
                  "val_accuracy": val["accuracy"], "seconds": seconds,
-                 "test_accuracy": test(training.evaluated_network) if test else None}
+                 "test_accuracy": test(training.evaluated_network) if test else None,
+                 "images_per_second": train["images"] / max(training_s, 1e-9)}
         training.history.append(entry)
         training.epoch = epoch
         end_epoch(training, entry, is_new_best(training, entry["val_accuracy"]))
@@ -267,6 +307,8 @@ class TrainingResult:
     step_kind: str = EAGER              # the training step that ran (helpers/step.py)
     warmup_s: float = 0.0               # compiling and capturing it, before epoch 1
     members: List[nn.Module] = field(default_factory=list)  # model_weights: each loaded network
+    precision: str = "fp32"             # of training: "bf16", "fp16" or "fp32"
+    memory_format: str = "contiguous"   # of training: "channels_last" or "contiguous"
 
 
 # --- exact resume ---------------------------------------------------------------------------
@@ -283,6 +325,8 @@ def training_state(training: Training) -> Dict[str, Any]:
         "epoch": training.epoch,
         "history": training.history,
         "best_val_accuracy": training.best_val_accuracy,
+        "training_precision": precision_name(training.amp_dtype),
+        "memory_format": "channels_last" if training.channels_last else "contiguous",
     }
 
 

@@ -4,7 +4,8 @@
     python scripts/redesign_check.py compare results/redesign/before.json  # after it
 
 Each run trains a quarter-width network with one block per stage for 2 epochs on synthetic
-images (CPU, seed 0) through the command line, in a fresh process, and records a SHA-256 of
+images (CPU, seed 0, fp32: amp='off', what a CPU computed before bf16 training existed) through
+the command line, in a fresh process, and records a SHA-256 of
 every tensor and plain value in its checkpoint.pt, best.pt and model.pt, and its metrics.json,
 leaving out only what a clock or the checkout decides (seconds, commit). `compare` runs them
 again and lists every difference: the same code gives none. `record` also keeps run 1's
@@ -31,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--data_source", "synthetic", "--train_subset", "200", "--val_size", "50",
           "--test_subset", "100", "--batch_size", "32", "--width_multiplier", "0.25",
           "--blocks", "1 1 1", "--device", "cpu", "--progress", "none", "--seed", "0",
-          "--epochs", "2"]
+          "--epochs", "2", "--amp", "off"]
 RUNS = {
     "reference-fast": ["--recipe", "reference"],
     "improved-fast": ["--recipe", "improved"],
@@ -42,7 +43,7 @@ RUNS = {
 RESUMED = "reference-fast"   # the run whose epoch-1 checkpoint is kept and resumed
 # The options of COMMON that an evaluation takes (the others shape training only).
 EVALUATION_OPTIONS = ["--data_source", "synthetic", "--test_subset", "100", "--device", "cpu",
-                      "--progress", "none"]
+                      "--progress", "none", "--amp", "off"]
 # An evaluation of one run's model.pt (its recorded test-time augmentation: flip), quantized to
 # int8 on the way; a folder name in the arguments is replaced by that run's folder.
 EVALUATION = ("evaluation-int8", ["--model_weights", "improved-fast/model.pt", "--quantize", "int8",
@@ -51,7 +52,9 @@ EVALUATION = ("evaluation-int8", ["--model_weights", "improved-fast/model.pt", "
 VOLATILE = {"seconds", "wall_time_s", "warmup_s", "commit", "commit_note", "images_per_second"}
 # Settings of one invocation that change where files go, not what is computed (the resumed run
 # differs from the uninterrupted one in these only).
-PER_INVOCATION = ("output_dir", "figures_dir", "resume")
+# amp: the record was made when amp='auto' meant fp32 on every CPU; the runs now pin 'off',
+# the same computation (on a CPU with native bf16, 'auto' now trains in bf16 by design).
+PER_INVOCATION = ("output_dir", "figures_dir", "resume", "amp")
 
 
 def digest(value: Any) -> Any:

@@ -270,6 +270,38 @@ def ablation_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+def under_shift_tables(results_dir: str) -> str:
+    """The README's under-shift tables: each committed network clean and on corrupted copies of
+    the same test images, then what int8, a smaller network and each recipe cost, paired."""
+    path = os.path.join(results_dir, "under-shift", "comparison.json")
+    if not os.path.isfile(path):
+        return "Not yet measured: `python scripts/under_shift_cpu.py` writes the run it is made from."
+    with open(path) as file:
+        run = json.load(file)
+    kinds = len(run["fidelity"])
+    lines = [f"| network | parameters | clean: {run['test_data']} | under shift: mean over "
+             f"{kinds} kinds × 5 severities | worst kind at severity 5 | CPU seconds |",
+             "|---|---|---|---|---|---|"]
+    for name, entry in run["networks"].items():
+        shift = entry["corruptions"]
+        worst = min(shift["accuracy"], key=lambda kind: shift["accuracy"][kind][-1])
+        images = entry["images_predicted"]
+        lines.append(f"| {name} (`{entry['weights']}`; test-time augmentation: "
+                     f"{entry['test_time_augmentation']}) | {entry['params']:,} | "
+                     f"{entry['clean']['text']} | {shift['mean_accuracy']:.2f} % (n = "
+                     f"{images - shift['test_images']:,}) | {worst} "
+                     f"{shift['accuracy'][worst][-1]:.1f} % | {entry['seconds']:,.0f} |")
+
+    def paired(points: float, changes: dict) -> str:
+        return (f"{points:+.2f} points ({changes['now_right']:,} now right, "
+                f"{changes['now_wrong']:,} now wrong of {changes['images']:,})")
+
+    lines += ["", "| what it costs | from → to | clean | under shift |", "|---|---|---|---|"]
+    lines += [f"| {c['what']} | {c['without']} → {c['with']} | {paired(c['clean_points'], c['clean'])} "
+              f"| {paired(c['shifted_points'], c['shifted'])} |" for c in run["comparisons"]]
+    return "\n".join(lines)
+
+
 # The files to read to learn the method, in order, and what each teaches.
 READING_ORDER = (
     ("final-code.ipynb", "the report: every stage in order, with the network, the step and the "
@@ -324,6 +356,7 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
                           "mirror-cost": mirror_cost_table(evaluations),
                           "sizes": size_table(results_dir, link="results/"),
+                          "under-shift": under_shift_tables(results_dir),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs),

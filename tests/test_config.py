@@ -259,6 +259,7 @@ PLAUSIBLE = {
     "blocks": [("[2, 2, 2]", (2, 2, 2)), ("2,2,2", (2, 2, 2)), ("2 2 2", (2, 2, 2))],
     "quantize": [("int8", "int8"), ("INT8", "int8"), ("off", "off"), ("False", "off")],
     "calibration_images": [("500", 500), ("5e3", 5000)],
+    "corruptions": [("True", True), ("yes", True), ("0", False)],
 }
 CONTEXT = {"num_workers": {"pipeline": "dataloader"}, "calibration_images": {"quantize": "int8"}}
 

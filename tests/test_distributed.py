@@ -19,6 +19,7 @@ from helpers.files import load_checkpoint
 def run_cli(output_dir, processes):
     arguments = ["--data_source", "synthetic", "--train_subset", "26", "--val_size", "10",
                  "--batch_size", "16", "--epochs", "1", "--lr", "0.01", "--device", "cpu",
+                 "--amp", "off",  # fp32: the tolerance below is fp32's
                  "--progress", "lines",
                  "--output_dir", str(output_dir), "--figures_dir", str(output_dir / "figures")]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",

@@ -299,3 +299,80 @@ def test_a_best_checkpoint_that_does_not_fit_leaves_no_checkpoint_that_names_it(
     monkeypatch.undo()
     train_tiny(tiny_config(tmp_path, epochs=2, val_size=0, resume=True))
     assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 2
+
+
+# --- precision on a CPU -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse avx2 avx512f avx512_bf16 avx512_vnni", True),   # AMD Zen 4, Intel Cooper Lake
+    ("fpu sse avx2 avx512f amx_bf16 amx_tile", True),         # Intel Sapphire Rapids
+    ("fpu sse avx2 avx512f avx512_vnni", False),              # AVX-512 without BF16: emulated
+    ("fpu sse avx2", False),
+])
+def test_a_cpu_computes_bf16_natively_only_with_avx512_bf16_or_amx(tmp_path, flags, native):
+    from helpers.training import cpu_computes_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_computes_bf16(str(cpuinfo)) is native
+    assert cpu_computes_bf16(str(tmp_path / "none")) is False  # macOS, Windows
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_trains_in_bf16_and_channels_last_only_where_the_cpu_computes_bf16(monkeypatch, native):
+    from helpers import training
+
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    chosen = training.resolve_amp("auto", cpu)
+    assert chosen == (torch.bfloat16 if native else None)
+    assert training.uses_channels_last(cpu, chosen) is native
+    assert training.resolve_amp("off", cpu) is None and training.resolve_amp("bf16", cpu) == torch.bfloat16
+    assert training.evaluation_amp("auto", cpu) is None  # evaluation stays fp32 on a CPU
+
+
+def test_fp16_on_a_cpu_is_refused_and_emulated_bf16_is_said_to_be_slow(tmp_path, monkeypatch, capsys):
+    from helpers import training
+
+    with pytest.raises(ConfigError, match="amp='fp16' trains on a GPU only"):
+        stages.start(tiny_config(tmp_path / "a", amp="fp16", device="cpu"))
+    monkeypatch.setattr(stages, "cpu_computes_bf16", lambda: False)
+    stages.start(tiny_config(tmp_path / "b", amp="bf16", device="cpu"))
+    assert "bf16 is emulated here, and training will be slower than in fp32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_names_records_and_resumes_its_precision_and_memory_format(
+        tmp_path, monkeypatch, capsys, native):
+    from helpers import training
+
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: native)
+    precision, memory = ("bf16", "channels_last") if native else ("fp32", "contiguous")
+    run, result = train_tiny(tiny_config(tmp_path, epochs=1, progress="lines"))
+    assert f"training step: eager (compile='auto' on the CPU, where compiling costs more than it " \
+        f"saves), {precision}, {memory}" in capsys.readouterr().out
+    metrics = stages.save_run(run, run_data(run), result, stages.evaluate_test(run, run_data(run), result))
+    assert (metrics["training_precision"], metrics["memory_format"]) == (precision, memory)
+    assert metrics["images_per_second"] > 0 and result.history[0]["images_per_second"] > 0
+    saved = load_checkpoint(str(tmp_path / "checkpoint.pt"))
+    assert (saved["training_precision"], saved["memory_format"]) == (precision, memory)
+    # Resumed on a machine that would choose the other precision: it continues as it began.
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: not native)
+    monkeypatch.setattr(stages, "cpu_computes_bf16", lambda: not native)
+    resumed, result = train_tiny(tiny_config(tmp_path, epochs=2, resume=True, progress="lines"))
+    assert f"the checkpoint was trained in {precision}, and continues so" in capsys.readouterr().out
+    assert result.precision == precision and result.memory_format == memory
+
+
+def run_data(run):
+    return load_data(run.config)
+
+
+def test_a_network_trained_in_bf16_on_a_cpu_is_tested_and_saved_in_fp32_contiguous(tmp_path, monkeypatch):
+    from helpers import training
+
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: True)
+    run, result = train_tiny(tiny_config(tmp_path, epochs=1))
+    weights = [p for p in result.network.parameters() if p.ndim == 4]
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in weights)
+    assert stages.predictor(run, result).amp_dtype is None
