@@ -3,6 +3,7 @@ how often the CPU had to wait for the GPU.
 
     python benchmarks/profile_step.py --recipe reference --json                 # compile="auto"
     python benchmarks/profile_step.py --recipe reference --compile False --json  # the eager step
+    python benchmarks/profile_step.py --device cpu --batch-size 256 --steps 4 --amp off --default-malloc
 
 The step is training's own (helpers/training.py's start_training: the fast pipeline, the
 recipe's augmentation, schedule and EMA, autocast and channels_last on CUDA, and the training
@@ -13,12 +14,17 @@ step `--compile` chooses, warmed up and captured before measuring), on random ui
   the time the GPU computes. Far below 1, the CPU cannot queue work fast enough (launch-bound);
 * waits: calls that made the CPU wait for the GPU during those steps, counted by
   torch.cuda.set_sync_debug_mode (CUDA only; the epoch's final loss check is one).
+
+On a CPU, in place of kernels: the operators with the most self CPU time per step, and the
+user and system CPU seconds per step (getrusage), with memory kept in the process as training
+keeps it (helpers/env.py's keep_freed_memory) or, with --default-malloc, as glibc does alone.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import os
+import resource
 import sys
 import time
 import warnings
@@ -31,6 +37,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from helpers.augment import epoch_generator, fast_batches  # noqa: E402
+from helpers.env import keep_freed_memory  # noqa: E402
 from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
 from helpers.model import ResNet  # noqa: E402
 from helpers.settings import make_config, recipe_of  # noqa: E402
@@ -57,13 +64,18 @@ def main() -> None:
                         help="the training step: auto (as training chooses), True, False (eager)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--top", type=int, default=12, help="kernels listed")
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"),
+                        help="the precision of training (CPU: auto is bf16 where native)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="on a CPU, leave glibc's malloc as it is (training keeps freed memory)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    kept = not cuda and not args.default_malloc and keep_freed_memory()
 
     config = make_config(recipe=args.recipe, batch_size=args.batch_size, device=args.device,
-                         compile=args.compile)
+                         compile=args.compile, amp=args.amp)
     recipe = recipe_of(config)
     torch.manual_seed(0)
     count = args.batch_size * (2 * args.steps + 10)
@@ -95,8 +107,12 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    run(10)  # cudnn autotuning, allocator growth
+    run(2 if not cuda else 10)  # kernels chosen, cudnn autotuning, allocator growth
+    before = resource.getrusage(resource.RUSAGE_SELF)
     wall_ms = 1000 * run(args.steps) / args.steps
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user_s, system_s = ((after.ru_utime - before.ru_utime) / args.steps,
+                        (after.ru_stime - before.ru_stime) / args.steps)
 
     waits = None
     if cuda:
@@ -117,6 +133,10 @@ def main() -> None:
               and kernel_milliseconds(e) > 0 and e.key not in annotations]
     kernel_ms = sum(kernel_milliseconds(e) for e in events) / args.steps
     top = sorted(events, key=kernel_milliseconds, reverse=True)[:args.top]
+    # On a CPU: the operators by their own CPU time (not their children's), summed over threads.
+    operators = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    cpu_total = sum(e.self_cpu_time_total for e in operators)
+    top_cpu = sorted(operators, key=lambda e: e.self_cpu_time_total, reverse=True)[:args.top]
 
     result = {
         "recipe": args.recipe,
@@ -133,6 +153,14 @@ def main() -> None:
         "waits_for_gpu": waits,
         "top_kernels": [{"name": e.key[:90], "ms_per_step": round(kernel_milliseconds(e) / args.steps, 3),
                          "calls_per_step": round(e.count / args.steps, 1)} for e in top],
+        "amp": args.amp, "training_precision": str(amp_dtype or "fp32"),
+        "channels_last": uses_channels_last(device, amp_dtype), "freed_memory_kept": kept,
+        "user_s_per_step": None if cuda else round(user_s, 3),
+        "system_s_per_step": None if cuda else round(system_s, 3),
+        "top_cpu_operators": None if cuda else [
+            {"name": e.key[:90], "self_ms_per_step": round(e.self_cpu_time_total / 1000 / args.steps, 2),
+             "share": round(e.self_cpu_time_total / cpu_total, 3),
+             "calls_per_step": round(e.count / args.steps, 1)} for e in top_cpu],
     }
     print(f"{args.recipe} on {result['device_name']}, {step.kind} step: {wall_ms:.2f} ms per step of "
           f"{args.batch_size} ({result['images_per_s']:,.0f} img/s)")
@@ -141,6 +169,12 @@ def main() -> None:
               f"{waits} waits for the GPU in {args.steps} steps")
     for kernel in result["top_kernels"]:
         print(f"  {kernel['ms_per_step']:8.3f} ms  x{kernel['calls_per_step']:<6} {kernel['name']}")
+    if not cuda:
+        print(f"{result['training_precision']}, channels_last {result['channels_last']}, freed memory "
+              f"kept {kept}: CPU seconds per step: user {user_s:.2f}, system {system_s:.2f}")
+        for operator in result["top_cpu_operators"]:
+            print(f"  {operator['self_ms_per_step']:9.1f} ms  {operator['share']:6.1%}  "
+                  f"x{operator['calls_per_step']:<6} {operator['name']}")
     finish(result, args.json)
 
 
