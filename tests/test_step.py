@@ -111,6 +111,20 @@ def test_auto_takes_only_kinds_that_passed_the_gpu_check():
         os.path.join(ROOT, "results", "gpu-step-check", "junit.xml")))
 
 
+def test_names_the_gpu_tests_patch_exist():
+    """tests/test_step_gpu.py runs only on a lent GPU, so a name it patches by its dotted path
+    must be checked here: a moved name would fail there, in minutes that cannot be rerun."""
+    import importlib
+    import re
+
+    with open(os.path.join(ROOT, "tests", "test_step_gpu.py")) as file:
+        patched = re.findall(r'monkeypatch\.setattr\("([\w.]+)"', file.read())
+    assert patched
+    for dotted in patched:
+        module, name = dotted.rsplit(".", 1)
+        assert hasattr(importlib.import_module(module), name), dotted
+
+
 def test_a_kind_passes_only_if_every_case_of_it_passed(tmp_path):
     report = tmp_path / "junit.xml"
     report.write_text("""<testsuites><testsuite>

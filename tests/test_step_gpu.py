@@ -2,7 +2,7 @@
 losses and weights, a failed capture falls back, and compile="auto" takes only verified kinds.
 
 Runs only where CUDA is present. scripts/gpu_session.sh runs it first on a lent GPU and keeps
-its output (junit.xml, log) in results/gpu-step-check/; helpers/step.py's VERIFIED_ON_GPU lists
+its output (junit.xml, log) in results/gpu-step-check/; helpers/fast_step.py's VERIFIED_ON_GPU lists
 the kinds that passed there, which tests/test_step.py checks against that file.
 """
 import os
@@ -14,7 +14,7 @@ from conftest import ROOT
 from helpers.fast_step import CAPTURED, COMPILED, CapturedStep, CompiledStep, choose_step_kind, \
     prepare_step
 from helpers.files import read_weights
-from helpers.settings import make_config, recipe_of as resolve_recipe
+from helpers.settings import make_config, recipe_of
 from helpers.step import EAGER, TrainingStep
 from helpers.training import make_optimizer
 
@@ -35,7 +35,7 @@ def setup(step_class, precision):
     """The trained reference network on the GPU, channels_last, fused SGD, as training
     (helpers/training.py's start_training) builds them."""
     network = read_weights(TRAINED)[0].train().cuda().to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(network, resolve_recipe(make_config()), fused=True)
+    optimizer = make_optimizer(network, recipe_of(make_config()), fused=True)
     amp_dtype = torch.bfloat16 if precision == "bf16" else None
 
     def make(cls):
@@ -108,7 +108,7 @@ def test_a_capture_that_fails_falls_back_to_the_compiled_step(monkeypatch):
 @pytest.mark.parametrize("verified, expected", [((), EAGER), ((COMPILED,), COMPILED),
                                                 ((CAPTURED, COMPILED), CAPTURED)])
 def test_auto_takes_only_verified_kinds_on_this_gpu(monkeypatch, verified, expected):
-    monkeypatch.setattr("helpers.step.VERIFIED_ON_GPU", verified)
+    monkeypatch.setattr("helpers.fast_step.VERIFIED_ON_GPU", verified)
     if torch.cuda.get_device_capability()[0] < 8:
         expected = EAGER  # auto keeps older GPUs (a T4) on the eager step
     assert choose_step_kind("auto", torch.device("cuda"))[0] == expected
