@@ -72,7 +72,7 @@ class Recipe:
     #                                      "warmup_linear" (per step, down to zero)
     milestones: Tuple[int, ...]          # multistep: epochs at which lr is multiplied by gamma
     gamma: float
-    warmup_epochs: float                 # warmup_cosine: linear warmup length
+    warmup_epochs: float                 # warmup_*: linear warmup length, in epochs
     label_smoothing: float
     augmentation: Augmentation
     ema_decay: float                     # 0 turns the exponential moving average of weights off

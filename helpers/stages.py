@@ -369,10 +369,9 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
 
     def score(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
         # On a GPU as training computes; on a CPU in fp32 (evaluation_amp), contiguous.
-        cuda = device.type == "cuda"
         return evaluate(network, images, labels, config.eval_batch_size, run.recipe.tta,
-                        evaluation_amp(config.amp, device) if cuda else None,
-                        training.channels_last and cuda, context)
+                        evaluation_amp(config.amp, device),
+                        training.channels_last and device.type == "cuda", context)
 
     def validate(network: nn.Module) -> dict:
         return score(network, val_images, val_labels) if len(data.val) else \

@@ -229,8 +229,9 @@ def train_one_epoch(step: TrainingStep, batches: Iterable[Tuple[torch.Tensor, to
                     epoch: int, after_step: Optional[Callable[[], None]] = None,
                     check_every: int = 1,
                     context: DistributedContext = DistributedContext()) -> Dict[str, float]:
-    """One pass over `batches` (labels, or MixUp/CutMix soft targets); returns the mean loss and
-    the accuracy (percent, against each target's largest class) over the epoch."""
+    """One pass over `batches` (labels, or MixUp/CutMix soft targets); returns the mean loss, the
+    accuracy (percent, against each target's largest class) and the number of images, summed
+    over the ranks."""
     step.model.train()
     device = step.device
     totals = torch.zeros(2, device=device)  # loss sum, correct; on the device, read once
@@ -265,7 +266,7 @@ def fit(training: Training, epochs: int, seed: int, *,
     `test` (time-to-accuracy figures only) chooses nothing and is not in an epoch's seconds."""
     for epoch in range(training.epoch + 1, epochs + 1):
         started = time.perf_counter()
-        torch.manual_seed(epoch_seed(seed, epoch))  # per-image transforms, cutout
+        torch.manual_seed(epoch_seed(seed, epoch))  # the dataloader pipeline's per-image draws repeat
         lr = training.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(training.step, batches(epoch), epoch=epoch,
                                 after_step=training.after_step, check_every=check_every,
@@ -314,8 +315,8 @@ class TrainingResult:
 # --- exact resume ---------------------------------------------------------------------------
 
 def training_state(training: Training) -> Dict[str, Any]:
-    """What checkpoint.pt holds of the training, with every global random generator: enough to
-    continue as if it had never stopped."""
+    """What checkpoint.pt holds of the training; with rng_states() beside it (the global random
+    generators), enough to continue as if it had never stopped."""
     return {
         "model": training.network.state_dict(),
         "optimizer": training.optimizer.state_dict(),
