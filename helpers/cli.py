@@ -51,6 +51,7 @@ def where_written(run: stages.Run, figures: Iterable[str]) -> str:
     """The last lines of a run: its files and figures, by the folders they are in."""
     names = ["metrics.json", *(() if run.config.evaluate_only else
                                ("model.pt", "checkpoint.pt", "best.pt"))]
+    names += ["model-int8.pt"] if run.config.quantize == "int8" else []
     names += ["submission.csv"] if run.config.kaggle_test_pkl is not None else []
     written = [name for name in names if os.path.exists(run.path(name))]
     lines = [f"files in {os.path.abspath(run.config.output_dir)}: {', '.join(written)}"]

@@ -29,7 +29,7 @@ from .step import EAGER, TrainingStep
 
 COMPILED, CAPTURED = "compiled", "compiled + CUDA graph"
 # The kinds that tests/test_step_gpu.py has shown, on a GPU, to give the eager step's losses and
-# weights (its output is committed under results/gpu-step-check/, and a CPU test keeps this list
+# weights (its output is to be committed under results/gpu-step-check/; a CPU test keeps this list
 # to what passed there: scripts/step_check.py reads it). compile="auto" takes the fastest of
 # them and never another; until the check has passed on a GPU, it takes the eager step.
 VERIFIED_ON_GPU: Tuple[str, ...] = ()

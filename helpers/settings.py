@@ -274,7 +274,7 @@ class Blocks(Integers):
 class Settings(Kind):
     """Names and values: a Python dict ({'cutout_size': 0}), a JSON object ({"tta_flip":
     false}) or name=value pairs (cutout_size=0, tta_flip=False). Which names and values are
-    allowed is the recipe's to check (recipes.apply_overrides)."""
+    allowed is checked against the recipe (settings.checked_overrides)."""
 
     expected = "a dict of recipe settings, e.g. {'cutout_size': 0, 'mixup_alpha': 0.2}"
     accepts = "dict of setting names and values, or None"

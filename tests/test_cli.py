@@ -53,3 +53,16 @@ def test_a_missing_data_dir_is_told_the_command_line_options_that_fix_it(tmp_pat
                      "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "`--data_dir FOLDER`" in result.stderr and "`--data_source torchvision`" in result.stderr
+
+
+def test_the_closing_list_names_the_int8_weights_of_a_quantized_run(tmp_path):
+    from types import SimpleNamespace
+
+    from helpers.cli import where_written
+
+    for name in ("metrics.json", "model.pt", "model-int8.pt"):
+        (tmp_path / name).write_bytes(b"")
+    config = SimpleNamespace(evaluate_only=False, kaggle_test_pkl=None, quantize="int8",
+                             output_dir=str(tmp_path), figures_folder=str(tmp_path / "figures"))
+    run = SimpleNamespace(config=config, path=lambda name: str(tmp_path / name))
+    assert where_written(run, []) == f"files in {tmp_path}: metrics.json, model.pt, model-int8.pt"
