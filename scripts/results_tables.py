@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from helpers.evaluation import format_accuracy  # noqa: E402
 from helpers.files import run_record  # noqa: E402
 from helpers.report import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
                             load_runs, recipe_label)
@@ -302,6 +303,58 @@ def under_shift_tables(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+def read_record(results_dir: str, folder: str) -> Optional[dict]:
+    """results_dir/folder/comparison.json, or None where that measurement is not committed."""
+    path = os.path.join(results_dir, folder, "comparison.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def mirror_training_cost_table(results_dir: str) -> str:
+    """The README's table of the mirror's cost at training time: the same quarter-width run
+    trained on the official training images and on the mirror's, tested on the same images."""
+    record = read_record(results_dir, "mirror-cost-cpu")
+    if record is None:
+        return "Not yet measured: `python scripts/mirror_cost_cpu.py` writes the runs it is made from."
+    runs = record["runs"]
+    lines = ["| trained on | tested on | test accuracy | training time | images/s | commit |",
+             "|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        accuracy = format_accuracy(run["test_accuracy"], run["test_images"])
+        lines.append(f"| {run['train_data'] or 'the training images of ' + run['folder']} "
+                     f"| {run['test_data']} | {accuracy} | {run['training_s'] / 60:.0f} min "
+                     f"({run['training_precision'] or '-'}) | "
+                     f"{run['images_per_second'] or 0:,.0f} | {run['commit'][:7]} |"
+                     if name != "mirror on official test images 0-999" else
+                     f"| {runs['mirror']['train_data']} (the same weights) | {run['test_data']} "
+                     f"| {accuracy} | - | - | {run['commit'][:7]} |")
+    changes = record["mirror_vs_official"]
+    lines += ["", f"On the same {changes['images']:,} images, training on the mirror instead of the "
+              f"official pixels costs **{record['cost_points']:+.2f} points** at quarter width: "
+              f"{changes['now_wrong']} answers became wrong and {changes['now_right']} right "
+              f"({changes['answer_changed']} changed)."]
+    return "\n".join(lines)
+
+
+def bf16_parity_table(results_dir: str) -> str:
+    """results/README.md's table of bf16 against fp32 training on a CPU, seed by seed."""
+    record = read_record(results_dir, "bf16-parity-cpu")
+    if record is None:
+        return "Not yet measured: `python scripts/bf16_parity_cpu.py` writes it."
+    lines = ["| training precision | test accuracy by seed | mean ± sample std | images/s | "
+             "training time |", "|---|---|---|---|---|"]
+    for arm, entry in record["arms"].items():
+        lines.append(f"| {arm} ({', '.join(entry['memory_format'])}) | "
+                     f"{', '.join(f'{a:.2f}' for a in entry['test_accuracy'])} % | "
+                     f"{entry['mean']:.2f} ± {entry['std']:.2f} % | {entry['images_per_second']:,.0f} | "
+                     f"{entry['training_s']:.0f} s |")
+    lines += ["", f"{record['verdict']}. Test data: {record['test_data']} (n = "
+              f"{record['test_images']:,} each); commit {record['commit'][:7]}."]
+    return "\n".join(lines)
+
+
 # The files to read to learn the method, in order, and what each teaches.
 READING_ORDER = (
     ("final-code.ipynb", "the report: every stage in order, with the network, the step and the "
@@ -357,11 +410,13 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
                           "mirror-cost": mirror_cost_table(evaluations),
                           "sizes": size_table(results_dir, link="results/"),
                           "under-shift": under_shift_tables(results_dir),
+                          "mirror-training-cost": mirror_training_cost_table(results_dir),
                           "parameters": parameters_table()},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
-                "ablation": ablation_table(results_dir)},
+                "ablation": ablation_table(results_dir),
+                "bf16-parity": bf16_parity_table(results_dir)},
             os.path.join("docs", "method.md"): {"reading-order": reading_order(root)}}
 
 

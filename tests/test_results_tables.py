@@ -88,3 +88,29 @@ def test_the_data_cell_names_a_copy_of_cifar10_once_and_each_split_after_it():
     assert tables.data_cell(mixed) == "CIFAR-10 (JPEG mirror) training images; CIFAR-10 official test images 0–999"
     evaluation = {"data": {"test": {"name": "CIFAR-10 official test images 0–999"}}}
     assert tables.data_cell(evaluation) == "CIFAR-10 official test images 0–999"
+
+
+def test_the_mirror_training_cost_table_reads_its_record_and_says_when_there_is_none(tmp_path):
+    import json
+
+    assert tables.mirror_training_cost_table(str(tmp_path)).startswith("Not yet measured")
+
+    def run(train, test, accuracy, n):
+        return {"folder": "f", "train_data": train, "test_data": test, "test_accuracy": accuracy,
+                "test_images": n, "training_s": 3600.0, "commit": "abcdef0123",
+                "training_precision": "bf16", "images_per_second": 1100.0}
+    record = {"runs": {"official": run("official training", "official 0-999", 85.0, 1000),
+                       "mirror": run("mirror training", "mirror test", 83.0, 10000),
+                       "mirror on official test images 0-999": run(None, "official 0-999", 84.0, 1000)},
+              "cost_points": 1.0,
+              "mirror_vs_official": {"images": 1000, "answer_changed": 90, "now_right": 40,
+                                     "now_wrong": 50}}
+    (tmp_path / "mirror-cost-cpu").mkdir()
+    (tmp_path / "mirror-cost-cpu" / "comparison.json").write_text(json.dumps(record))
+    table = tables.mirror_training_cost_table(str(tmp_path)).splitlines()
+    assert table[2] == ("| official training | official 0-999 | 85.00 % (95 % interval 82.7–87.1 %, "
+                        "n = 1,000) | 60 min (bf16) | 1,100 | abcdef0 |")
+    assert table[4].startswith("| mirror training (the same weights) | official 0-999 | 84.00 %")
+    assert table[-1] == ("On the same 1,000 images, training on the mirror instead of the official "
+                         "pixels costs **+1.00 points** at quarter width: 50 answers became wrong and "
+                         "40 right (90 changed).")
