@@ -75,7 +75,9 @@ def cpu_images_per_second(networks: Dict[str, nn.Module], images: torch.Tensor,
 INT8_RUN, DISTILLATION_RUN = "int8-cpu", "distillation-cpu"
 
 
-def _read(results_dir: str, folder: str) -> Optional[dict]:
+def read_comparison(results_dir: str, folder: str) -> Optional[dict]:
+    """results_dir/folder/comparison.json (a measurement script's record), or None where that
+    measurement is not committed."""
     path = os.path.join(results_dir, folder, "comparison.json")
     if not os.path.isfile(path):
         return None
@@ -116,7 +118,7 @@ def size_rows(results_dir: str) -> List[dict]:
     """The rows of the size/accuracy table: each committed network the int8 run measured, float
     then int8; then the students of the distillation run, alone and distilled (followed by the
     int8 version of a student that the int8 run quantized too)."""
-    int8_run, distillation = _read(results_dir, INT8_RUN), _read(results_dir, DISTILLATION_RUN)
+    int8_run, distillation = read_comparison(results_dir, INT8_RUN), read_comparison(results_dir, DISTILLATION_RUN)
     networks = (int8_run or {}).get("networks", [])
     students = {} if distillation is None else {
         f"results/{DISTILLATION_RUN}/{arm}/model.pt": arm for arm in distillation["arms"]}
@@ -161,8 +163,8 @@ def size_table(results_dir: str = RESULTS_DIR, link: str = "results/") -> str:
     if not rows:
         return ("Not yet measured: scripts/quantize_cpu.py and scripts/distillation_cpu.py write "
                 "the runs this table is made from.")
-    test_data = {(_read(results_dir, run) or {}).get("test_data") for run in (INT8_RUN, DISTILLATION_RUN)}
-    calibration = ((_read(results_dir, INT8_RUN) or {}).get("calibration") or {}).get("data")
+    test_data = {(read_comparison(results_dir, run) or {}).get("test_data") for run in (INT8_RUN, DISTILLATION_RUN)}
+    calibration = ((read_comparison(results_dir, INT8_RUN) or {}).get("calibration") or {}).get("data")
     made_by = f"made by (int8: calibrated on {calibration})" if calibration else "made by"
     lines = [f"| network | parameters | MB on disk (float16 or int8 file) | "
              f"{' / '.join(sorted(filter(None, test_data)))} "

@@ -33,7 +33,7 @@ from helpers.files import run_record  # noqa: E402
 from helpers.report import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
                             load_runs, recipe_label)
 from helpers.settings import PARAMETERS  # noqa: E402
-from helpers.sizes import size_table  # noqa: E402
+from helpers.sizes import read_comparison, size_table  # noqa: E402
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -274,11 +274,9 @@ def ablation_table(results_dir: str) -> str:
 def under_shift_tables(results_dir: str) -> str:
     """The README's under-shift tables: each committed network clean and on corrupted copies of
     the same test images, then what int8, a smaller network and each recipe cost, paired."""
-    path = os.path.join(results_dir, "under-shift", "comparison.json")
-    if not os.path.isfile(path):
+    run = read_comparison(results_dir, "under-shift")
+    if run is None:
         return "Not yet measured: `python scripts/under_shift_cpu.py` writes the run it is made from."
-    with open(path) as file:
-        run = json.load(file)
     kinds = len(run["fidelity"])
     lines = [f"| network | parameters | clean: {run['test_data']} | under shift: mean over "
              f"{kinds} kinds × 5 severities | worst kind at severity 5 | CPU seconds |",
@@ -303,19 +301,10 @@ def under_shift_tables(results_dir: str) -> str:
     return "\n".join(lines)
 
 
-def read_record(results_dir: str, folder: str) -> Optional[dict]:
-    """results_dir/folder/comparison.json, or None where that measurement is not committed."""
-    path = os.path.join(results_dir, folder, "comparison.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
 def mirror_training_cost_table(results_dir: str) -> str:
     """The README's table of the mirror's cost at training time: the same quarter-width run
     trained on the official training images and on the mirror's, tested on the same images."""
-    record = read_record(results_dir, "mirror-cost-cpu")
+    record = read_comparison(results_dir, "mirror-cost-cpu")
     if record is None:
         return "Not yet measured: `python scripts/mirror_cost_cpu.py` writes the runs it is made from."
     runs = record["runs"]
@@ -340,7 +329,7 @@ def mirror_training_cost_table(results_dir: str) -> str:
 
 def bf16_parity_table(results_dir: str) -> str:
     """results/README.md's table of bf16 against fp32 training on a CPU, seed by seed."""
-    record = read_record(results_dir, "bf16-parity-cpu")
+    record = read_comparison(results_dir, "bf16-parity-cpu")
     if record is None:
         return "Not yet measured: `python scripts/bf16_parity_cpu.py` writes it."
     lines = ["| training precision | test accuracy by seed | mean ± sample std | images/s | "
