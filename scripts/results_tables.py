@@ -310,15 +310,15 @@ def mirror_training_cost_table(results_dir: str) -> str:
     runs = record["runs"]
     lines = ["| trained on | tested on | test accuracy | training time | images/s | commit |",
              "|---|---|---|---|---|---|"]
-    for name, run in runs.items():
+    for run in runs.values():
         accuracy = format_accuracy(run["test_accuracy"], run["test_images"])
-        lines.append(f"| {run['train_data'] or 'the training images of ' + run['folder']} "
-                     f"| {run['test_data']} | {accuracy} | {run['training_s'] / 60:.0f} min "
-                     f"({run['training_precision'] or '-'}) | "
-                     f"{run['images_per_second'] or 0:,.0f} | {run['commit'][:7]} |"
-                     if name != "mirror on official test images 0-999" else
-                     f"| {runs['mirror']['train_data']} (the same weights) | {run['test_data']} "
-                     f"| {accuracy} | - | - | {run['commit'][:7]} |")
+        if run["train_data"] is None:  # the mirror-trained weights evaluated on other images
+            lines.append(f"| {runs['mirror']['train_data']} (the same weights) | {run['test_data']} "
+                         f"| {accuracy} | - | - | {run['commit'][:7]} |")
+            continue
+        lines.append(f"| {run['train_data']} | {run['test_data']} | {accuracy} | "
+                     f"{run['training_s'] / 60:.0f} min ({run['training_precision']}) | "
+                     f"{run['images_per_second']:,.0f} | {run['commit'][:7]} |")
     changes = record["mirror_vs_official"]
     lines += ["", f"On the same {changes['images']:,} images, training on the mirror instead of the "
               f"official pixels costs **{record['cost_points']:+.2f} points** at quarter width: "
