@@ -66,7 +66,6 @@ pack() {  # results so far -> $OUT/results.tar.gz (written whole, then renamed)
 
 prepare() {  # here, not on the GPU machine: the parts each call carries
     local official=../shared/data/cifar10-official
-    grep -qx '/.gpu\*/' .git/info/exclude 2>/dev/null || echo '/.gpu*/' >> .git/info/exclude
     rm -rf .gpu1 .gpu2 .gpu3 && mkdir -p .gpu1 .gpu2 .gpu3
     # The test images go with call 3, which tests: the first two calls are the fullest.
     cp $official/unpack.py $official/labels.npz $official/data_batch_1.webp \
