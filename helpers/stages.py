@@ -277,11 +277,13 @@ def build_network(run: Run) -> nn.Module:
 
 
 def model_source(architecture: str) -> str:
-    """The source of the classes that define `architecture`, as they are in helpers/model.py."""
-    classes = {"resnet": [networks.BasicBlock],
-               "se_resnet": [networks.SqueezeExcitation, networks.BasicBlock],
-               "resnext": [networks.ResNeXtBlock]}[architecture]
-    return "\n\n".join(inspect.getsource(c) for c in [*classes, networks.ResNet])
+    """The source of the shortcut and the classes that define `architecture`, as they are in
+    helpers/model.py."""
+    blocks = {"resnet": [networks.BasicBlock],
+              "se_resnet": [networks.SqueezeExcitation, networks.BasicBlock],
+              "resnext": [networks.ResNeXtBlock]}[architecture]
+    return "\n\n".join(inspect.getsource(code)
+                        for code in [networks.projection, *blocks, networks.ResNet])
 
 
 def model_table(network: nn.Module) -> str:
