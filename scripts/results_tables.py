@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import statistics
@@ -301,6 +302,14 @@ def under_shift_tables(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+def mcnemar_exact_p(now_wrong: int, now_right: int) -> float:
+    """Two-sided exact McNemar test (McNemar 1947; the binomial form): the chance of a split of
+    the changed answers at least this uneven if either network were as likely to win each."""
+    changed, fewer = now_wrong + now_right, min(now_wrong, now_right)
+    tail = sum(math.comb(changed, k) for k in range(fewer + 1)) / 2 ** changed
+    return min(1.0, 2 * tail)
+
+
 def mirror_training_cost_table(results_dir: str) -> str:
     """The README's table of the mirror's cost at training time: the same quarter-width run
     trained on the official training images and on the mirror's, tested on the same images."""
@@ -323,7 +332,8 @@ def mirror_training_cost_table(results_dir: str) -> str:
     lines += ["", f"On the same {changes['images']:,} images, training on the mirror instead of the "
               f"official pixels costs **{record['cost_points']:+.2f} points** at quarter width: "
               f"{changes['now_wrong']} answers became wrong and {changes['now_right']} right "
-              f"({changes['answer_changed']} changed)."]
+              f"({changes['answer_changed']} changed; McNemar's exact test, two-sided: p = "
+              f"{mcnemar_exact_p(changes['now_wrong'], changes['now_right']):.2g})."]
     return "\n".join(lines)
 
 

@@ -113,4 +113,12 @@ def test_the_mirror_training_cost_table_reads_its_record_and_says_when_there_is_
     assert table[4].startswith("| mirror training (the same weights) | official 0-999 | 84.00 %")
     assert table[-1] == ("On the same 1,000 images, training on the mirror instead of the official "
                          "pixels costs **+1.00 points** at quarter width: 50 answers became wrong and "
-                         "40 right (90 changed).")
+                         "40 right (90 changed; McNemar's exact test, two-sided: p = 0.34).")
+
+
+def test_mcnemar_exact_p_is_the_two_sided_binomial_tail_of_the_changed_answers():
+    # 1 of 10 changed answers one way: 2 * (1 + 10) / 2**10; an even split is no evidence.
+    assert tables.mcnemar_exact_p(9, 1) == pytest.approx(22 / 1024)
+    assert tables.mcnemar_exact_p(1, 9) == tables.mcnemar_exact_p(9, 1)
+    assert tables.mcnemar_exact_p(3, 0) == pytest.approx(0.25)
+    assert tables.mcnemar_exact_p(5, 5) == 1.0 and tables.mcnemar_exact_p(0, 0) == 1.0
