@@ -309,8 +309,9 @@ def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
             f"{r['data']['test']['name']}: {accuracy_summary([r], bold=i == 0)}"
             for i, r in enumerate(evaluated)))
     if not any("official" in run["data"].get("train", {}).get("name", "") for run in runs):
-        lines.append("- Not yet measured: a network trained on the official images, the report's "
-                     "data (it needs a GPU).")
+        lines.append("- Not yet measured: the full network trained on the official images, the "
+                     "report's data (it needs a GPU; the README has a quarter-width network trained "
+                     "on them).")
     return lines
 
 
