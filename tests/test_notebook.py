@@ -277,6 +277,20 @@ def test_the_committed_notebook_shows_a_real_run_without_errors_or_local_paths()
     assert len(text) < 3_000_000  # GitHub renders notebooks up to a few MB
 
 
+def test_the_committed_notebook_shows_the_network_and_the_loop_as_they_are_in_helpers():
+    """Its two source listings are outputs of the run that rendered it: they must not drift
+    from the code a reader runs (render the notebook again when they do)."""
+    from helpers import stages
+    from helpers.model import ARCHITECTURES
+    with open(NOTEBOOK) as file:
+        notebook = json.load(file)
+    shown = ["".join(o["data"]["text/markdown"]) for c in notebook["cells"] if c["cell_type"] == "code"
+             for o in c["outputs"] if "text/markdown" in o.get("data", {})]
+    listing = "```python\n{}\n```".format
+    assert any(listing(stages.model_source(name)) in shown for name in ARCHITECTURES)
+    assert listing(stages.training_source()) in shown
+
+
 def test_a_notebook_saved_by_nbconvert_shows_its_progress_bar_finished(tmp_path):
     """nbconvert executes without a browser; the bar it saves is the last one drawn. (The bar
     is asked for: progress='auto' draws lines instead where CI is set or papermill started it.)"""
