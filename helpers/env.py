@@ -210,6 +210,29 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
+# The x86 flags that decide how fast a CPU trains: fp32 needs avx2; bf16 is native with
+# avx512_bf16 (AMD Zen 4, Intel Cooper Lake) or amx_bf16 (Intel Sapphire Rapids) and emulated,
+# several times slower, without them.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_record(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """The CPU a record was measured on: {"cpu_model": its name as the kernel gives it, or
+    platform.processor() without /proc/cpuinfo, "cpu_flags": those of SPEED_FLAGS it has}.
+    Machines of one cloud kind may share a model name ("AMD EPYC") and differ in flags."""
+    import platform
+
+    try:
+        with open(cpuinfo) as file:
+            text = file.read()
+    except OSError:
+        return {"cpu_model": platform.processor() or platform.machine(), "cpu_flags": []}
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = set(text.split())
+    return {"cpu_model": model.group(1).strip() if model else platform.machine(),
+            "cpu_flags": [flag for flag in SPEED_FLAGS if flag in flags]}
+
+
 def keep_freed_memory() -> bool:
     """Keep memory that PyTorch frees in this process for its next tensors (glibc's mallopt).
     By default glibc hands every block above a few MB back to the kernel when it is freed and
