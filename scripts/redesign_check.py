@@ -4,13 +4,19 @@
     python scripts/redesign_check.py compare results/redesign/before.json  # after it
 
 Each run trains a quarter-width network with one block per stage for 2 epochs on synthetic
-images (CPU, seed 0, fp32: amp='off', what a CPU computed before bf16 training existed) through
-the command line, in a fresh process, and records a SHA-256 of
+images (CPU, seed 0) through the command line, in a fresh process: in fp32 (amp='off',
+contiguous), and once in bf16 with channels_last (amp='bf16', the rule on a CPU that computes
+bf16). It records a SHA-256 of
 every tensor and plain value in its checkpoint.pt, best.pt and model.pt, and its metrics.json,
 leaving out only what a clock or the checkout decides (seconds, commit). `compare` runs them
 again and lists every difference: the same code gives none. `record` also keeps run 1's
 checkpoint.pt and best.pt after epoch 1 (under 1 MB) beside the record, and `compare` resumes
 from them, so that a checkpoint written before the change is shown to continue exactly as it did.
+Two evaluations of one run's model.pt are fingerprinted too: quantized to int8, and under shift
+(corruptions=True).
+
+fp32 and bf16 kernels differ between CPUs (AVX2 against AVX-512): record and compare on the same
+kind of machine, on the same day.
 """
 from __future__ import annotations
 
@@ -32,29 +38,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--data_source", "synthetic", "--train_subset", "200", "--val_size", "50",
           "--test_subset", "100", "--batch_size", "32", "--width_multiplier", "0.25",
           "--blocks", "1 1 1", "--device", "cpu", "--progress", "none", "--seed", "0",
-          "--epochs", "2", "--amp", "off"]
+          "--epochs", "2"]
 RUNS = {
-    "reference-fast": ["--recipe", "reference"],
-    "improved-fast": ["--recipe", "improved"],
+    "reference-fast": ["--recipe", "reference", "--amp", "off"],
+    "improved-fast": ["--recipe", "improved", "--amp", "off"],
     "improved-dataloader-mixup": ["--recipe", "improved", "--pipeline", "dataloader",
-                                  "--num_workers", "0",
+                                  "--num_workers", "0", "--amp", "off",
                                   "--recipe_overrides", "{'mixup_alpha': 0.2, 'cutmix_alpha': 1.0}"],
+    "reference-bf16-channels-last": ["--recipe", "reference", "--amp", "bf16"],
 }
 RESUMED = "reference-fast"   # the run whose epoch-1 checkpoint is kept and resumed
 # The options of COMMON that an evaluation takes (the others shape training only).
 EVALUATION_OPTIONS = ["--data_source", "synthetic", "--test_subset", "100", "--device", "cpu",
                       "--progress", "none", "--amp", "off"]
-# An evaluation of one run's model.pt (its recorded test-time augmentation: flip), quantized to
-# int8 on the way; a folder name in the arguments is replaced by that run's folder.
-EVALUATION = ("evaluation-int8", ["--model_weights", "improved-fast/model.pt", "--quantize", "int8",
-                                  "--calibration_images", "100"])
+# Evaluations of one run's model.pt (its recorded test-time augmentation: flip): quantized to
+# int8 on the way, and under shift; the weights' folder is replaced by that run's folder.
+EVALUATED = "improved-fast/model.pt"
+EVALUATIONS = {"evaluation-int8": ["--quantize", "int8", "--calibration_images", "100"],
+               "evaluation-corruptions": ["--corruptions", "True"]}
 # What a clock or the checkout decides, not the code's computation.
 VOLATILE = {"seconds", "wall_time_s", "warmup_s", "commit", "commit_note", "images_per_second"}
 # Settings of one invocation that change where files go, not what is computed (the resumed run
 # differs from the uninterrupted one in these only).
-# amp: the record was made when amp='auto' meant fp32 on every CPU; the runs now pin 'off',
-# the same computation (on a CPU with native bf16, 'auto' now trains in bf16 by design).
-PER_INVOCATION = ("output_dir", "figures_dir", "resume", "amp")
+PER_INVOCATION = ("output_dir", "figures_dir", "resume")
 
 
 def digest(value: Any) -> Any:
@@ -141,11 +147,11 @@ def run_all(work: str, kept_checkpoint: str = "") -> Dict[str, Any]:
         train(folder, arguments)
         record[name] = fingerprint(folder)
         print(f"{name}: trained and fingerprinted", flush=True)
-    name, arguments = EVALUATION
-    weights = os.path.join(work, arguments[1])
-    train(os.path.join(work, name), [arguments[0], weights, *arguments[2:]], EVALUATION_OPTIONS)
-    record[name] = fingerprint(os.path.join(work, name))
-    print(f"{name}: evaluated and fingerprinted", flush=True)
+    for name, arguments in EVALUATIONS.items():
+        weights = ["--model_weights", os.path.join(work, EVALUATED)]
+        train(os.path.join(work, name), [*weights, *arguments], EVALUATION_OPTIONS)
+        record[name] = fingerprint(os.path.join(work, name))
+        print(f"{name}: evaluated and fingerprinted", flush=True)
     if kept_checkpoint:  # resume the checkpoint written before, up to epoch 2 (COMMON's epochs)
         folder = os.path.join(work, "resumed")
         os.makedirs(folder)
