@@ -11,13 +11,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from helpers.env import cpu_record  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
+from helpers.training import cpu_computes_bf16  # noqa: E402
 
 
 def environment(device: torch.device) -> dict:
     """The machine and code a measurement ran on."""
     return {"device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                             else platform.processor() or platform.machine()),
+            # The CPU by model and speed flags (both kinds of machine say "AMD EPYC").
+            **cpu_record(), "cpu_computes_bf16": cpu_computes_bf16(),
             "cpu_cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "commit": git_commit()}
 

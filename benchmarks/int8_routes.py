@@ -1,4 +1,4 @@
-"""The evidence behind helpers/quantization.py's choice of route: the reference network's CPU
+"""The evidence behind helpers/options/quantization.py's choice of route: the reference network's CPU
 images/s as float (eager and compiled) and as int8 by each route, measured in turns in one run.
 
     python3 benchmarks/int8_routes.py --weights results/reference-seed0/model.pt
@@ -23,8 +23,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from benchmarks.common import environment, finish  # noqa: E402
-from helpers.quantization import quantize  # noqa: E402
-from helpers.sizes import cpu_images_per_second  # noqa: E402
+from helpers.options.quantization import quantize  # noqa: E402
+from helpers.options.sizes import cpu_images_per_second  # noqa: E402
 from helpers.files import read_weights  # noqa: E402
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from helpers.augment import epoch_generator, fast_batches  # noqa: E402
 from helpers.env import keep_freed_memory  # noqa: E402
-from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
+from helpers.options.compiled_step import choose_step_kind, prepare_step  # noqa: E402
 from helpers.model import ResNet  # noqa: E402
 from helpers.settings import make_config, recipe_of  # noqa: E402
 from helpers.step import EAGER  # noqa: E402

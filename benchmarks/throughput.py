@@ -12,8 +12,9 @@ reference recipe's augmentation (crop, flip, colour jitter, rotation, normalizat
 * fast: augmentation batched on the device; for `train`, also bf16/fp16 autocast and
   channels_last on CUDA, as the training loop uses them, with the eager training step;
 * compiled (`train` only): the fast pipeline with the step that compile=True builds
-  (helpers/step.py): compiled, and on CUDA captured as a CUDA graph. Its warm-up (compiling,
-  capturing) is timed apart and reported as `compiled_warmup_s`. --no-compiled skips it.
+  (helpers/options/compiled_step.py): torch.compile, with CUDA graphs on CUDA
+  (mode="reduce-overhead"). Its warm-up (compiling) is timed apart and reported as
+  `compiled_warmup_s`. --no-compiled skips it.
 
 `data` counts augmented images per second delivered on the device (no model); `train` counts
 images per second through full SGD steps of the 4,697,162-parameter network. With --json the
@@ -37,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from helpers.augment import dataloader_batches, epoch_generator, fast_batches  # noqa: E402
 from helpers.model import ResNet  # noqa: E402
 from helpers.recipes import REFERENCE_AUGMENTATION  # noqa: E402
-from helpers.fast_step import choose_step_kind, prepare_step  # noqa: E402
+from helpers.options.compiled_step import choose_step_kind, prepare_step  # noqa: E402
 from helpers.step import EAGER  # noqa: E402
 from helpers.training import resolve_amp, train_one_epoch  # noqa: E402
 from common import environment, finish  # noqa: E402

@@ -4,6 +4,7 @@ and torchvision, the CPUs this process may use, and the progress display.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import re
 import shlex
 import sys
 import traceback
+import warnings
 from importlib import metadata
 from typing import Any, Iterable, Optional
 
@@ -249,6 +251,18 @@ def keep_freed_memory() -> bool:
         return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
     except (OSError, AttributeError):  # not glibc: macOS, Windows, musl
         return False
+
+
+@contextlib.contextmanager
+def quiet_deprecations():
+    """torch.ao.quantization warns, once per layer, that it is deprecated (helpers/options/
+    quantization.py says why it is used anyway) and that reduce_range will be, and loading an
+    int8 file warns of its deprecated dtypes; nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*(deprecated|reduce_range|quant_min|must run observer).*")
+        yield
 
 
 # --- progress -------------------------------------------------------------------------------

@@ -33,9 +33,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from .env import ExplainedError
+from .env import ExplainedError, quiet_deprecations
 from .model import NetworkShape, count_parameters
-from .quantization import INT8, Int8Network, quiet_deprecations, rebuild
 from .recipes import TestTimeAugmentation
 
 CHECKPOINT_FORMAT = 1
@@ -166,8 +165,9 @@ def save_weights(path: str, network: nn.Module,
     shape = getattr(network, "shape", None) or NetworkShape()
     content = {"architecture": shape.architecture, **shape.to_record(),
                "params": count_parameters(network)}
-    if isinstance(network, Int8Network):
-        content.update(quantization=dict(network.record), model=network.graph.state_dict())
+    int8_state = getattr(network, "int8_state", None)  # helpers/options/quantization.py
+    if int8_state is not None:
+        content.update(int8_state())
     else:
         content["model"] = {name: (value.half() if value.is_floating_point() else value).detach().cpu()
                             for name, value in network.state_dict().items()}
@@ -254,7 +254,9 @@ def read_weights(path: str, architecture: Optional[str] = None, name: str = "mod
     shape = NetworkShape.from_record(described, architecture or "resnet")
     tta = record.get("test_time_augmentation")
     tta = TestTimeAugmentation.from_dict(tta) if isinstance(tta, dict) else recorded_tta(path)
-    if (record.get("quantization") or {}).get("format") == INT8:
+    if (record.get("quantization") or {}).get("format") == "int8":
+        from .options.quantization import rebuild
+
         try:
             network = rebuild(shape, record["model"], int(record.get("params", 0)), record["quantization"])
         except (KeyError, RuntimeError) as error:

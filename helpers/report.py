@@ -18,9 +18,11 @@ import torch
 import torchvision
 
 from .data import subset_rule
+from .env import cpu_record
 from .evaluation import accuracy_interval, format_accuracy, interval_text, per_class_scores
 from .files import run_record
 from .model import REFERENCE_PARAMETER_COUNT, NetworkShape
+from .training import cpu_computes_bf16
 
 class MarkdownText(str):
     """Text in Markdown that a notebook renders and a log shows as it is: IPython's Markdown
@@ -112,6 +114,9 @@ def build_metrics(*, config, recipe, data, device, params: int, result, test) ->
         "memory_format": result.memory_format if result.history else None,
         "images_per_second": images_per_second(result.history),
         "device": device_name(device),
+        # The CPU by model and by the flags that decide its speed: machines of one cloud kind
+        # share a model name ("AMD EPYC") and train bf16 natively or emulate it, 6x slower.
+        **cpu_record(), "cpu_computes_bf16": cpu_computes_bf16(),
         "data_source": config.data_source,
         "data": data.to_dict(),
         "train_images": len(data.train),
@@ -154,10 +159,11 @@ def network_words(metrics: dict) -> str:
 
 
 def images_per_second(history: List[dict]) -> Optional[float]:
-    """Training images per second over a run's epochs (None for runs from before it was
-    recorded, and for evaluations)."""
+    """Training images per second over a run's epochs: all images over all the steps' seconds
+    (None for runs from before it was recorded, and for evaluations). Every epoch trains the
+    same number of images, so that is the harmonic mean of the epochs' rates."""
     rates = [h["images_per_second"] for h in history if h.get("images_per_second")]
-    return statistics.mean(rates) if rates else None
+    return statistics.harmonic_mean(rates) if rates else None
 
 
 def best_epoch(history: List[dict]) -> Optional[int]:

@@ -33,29 +33,28 @@ from .env import PAPERMILL_HEADER, ExplainedError, setting
 from .model import ARCHITECTURES
 from .recipes import SCHEDULES, TTA_SETTINGS, Recipe, improved_recipe, reference_recipe
 
+
 class ConfigError(ExplainedError, ValueError):
     """A parameter has a value the pipeline cannot run with; the message says which and why."""
 
 
-class NotOfKind(ValueError):
-    """A value is not of a parameter's kind; the message is what it must be instead.
-    `typed_as_text`: the kind takes text, which papermill may have turned into this value."""
+class BadValue(ValueError):
+    """A value a kind refuses; the message says why, after "name=value": "must be an integer"."""
 
-    def __init__(self, expected: str, typed_as_text: bool = False):
-        super().__init__(expected)
-        self.typed_as_text = typed_as_text
+
+class TypedAsText(BadValue):
+    """A value refused by a kind that takes text, which papermill may have turned into it."""
 
 
 def literal(value: Any) -> Any:
     """A string that spells a Python or JSON literal ("[30, 60]", "5", "None", "true") as that
     value; anything else as it is."""
-    if not isinstance(value, str):
-        return value
-    for parse in (ast.literal_eval, json.loads):
-        try:
-            return parse(value.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
+    if isinstance(value, str):
+        for parse in (ast.literal_eval, json.loads):
+            try:
+                return parse(value.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                pass
     return value
 
 
@@ -72,18 +71,26 @@ def why_unreadable(text: str) -> str:
     return "it holds something other than numbers, text, lists and dicts"
 
 
+class Kind:
+    """What a parameter takes: `read(value)` turns any spelling of a value into the value, or
+    raises BadValue; str(kind) is what it accepts, for the README's parameter table."""
+    accepts = "any value"
+
+    def __str__(self) -> str:
+        return self.accepts
+
+
 @dataclass(frozen=True)
 class Range:
-    """An interval of numbers, printed as messages say it: "in (0, 10]", "at least 1"."""
-
-    low: float = -math.inf
+    """Numbers from `low` to `high`, written as messages say it: "in (0, 10]", "at least 1"."""
+    low: float
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
 
-    def __contains__(self, value: float) -> bool:
-        return (value > self.low if self.low_open else value >= self.low) and \
-            (value < self.high if self.high_open else value <= self.high)
+    def __contains__(self, x: float) -> bool:
+        return (self.low < x if self.low_open else self.low <= x) and \
+            (x < self.high if self.high_open else x <= self.high)
 
     def __str__(self) -> str:
         if self.high == math.inf:
@@ -91,83 +98,50 @@ class Range:
         return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
                 f"{')' if self.high_open else ']'}")
 
-    def compact(self) -> str:
-        """"≥ 0" or "in (0, 10]", for tables."""
-        if self.high == math.inf:
-            return f"{'>' if self.low_open else '≥'} {self.low:g}"
-        return str(self)
-
-
-ANY_NUMBER = Range()
-
-
-class Kind:
-    """What a parameter takes: `read` turns any spelling of a value into the value (or raises
-    NotOfKind); `problem` says what is wrong with a value that was read (its range, say)."""
-
-    expected = "a value"   # for messages: "epochs='ten' must be an integer"
-    accepts = "any value"  # for the README's parameter table
-
-    def read(self, value: Any) -> Any:
-        return value
-
-    def problem(self, value: Any) -> Optional[str]:
-        return None
-
-    def __str__(self) -> str:
-        return self.accepts
-
 
 @dataclass(frozen=True)
 class Number(Kind):
-    range: Range = ANY_NUMBER
-    expected = "a finite number"
+    """A finite number in `range`, read as a float; if `integral`, an integer ("1e4" and 3.0
+    are integers too)."""
+    range: Range
+    integral: bool = False
 
-    def read(self, value: Any) -> float:
+    def read(self, value: Any) -> Any:
         value = literal(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise NotOfKind(self.expected)
-        return float(value)
-
-    def problem(self, value: float) -> Optional[str]:
-        return None if value in self.range else f"must be {self.range}"
-
-    def __str__(self) -> str:
-        return f"number {self.range.compact()}" if self.range != ANY_NUMBER else "number"
-
-
-@dataclass(frozen=True)
-class Integer(Number):
-    expected = "an integer"
-
-    def read(self, value: Any) -> int:
-        value = literal(value)
-        if isinstance(value, float) and value.is_integer():
+        if self.integral and isinstance(value, float) and value.is_integer():
             value = int(value)  # "1e4", or a float typed where an integer was meant
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise NotOfKind(self.expected)
-        return value
+        types = int if self.integral else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types) or \
+                isinstance(value, float) and not math.isfinite(value):
+            raise BadValue("must be an integer" if self.integral else "must be a finite number")
+        if value not in self.range:
+            raise BadValue(f"must be {self.range}")
+        return value if self.integral else float(value)
 
     def __str__(self) -> str:
-        return f"integer {self.range.compact()}" if self.range != ANY_NUMBER else "integer"
+        bound = str(self.range) if self.range.high < math.inf else \
+            f"{'>' if self.range.low_open else '≥'} {self.range.low:g}"  # "≥ 0", for tables
+        return f"{'integer' if self.integral else 'number'} {bound}"
 
 
-def integer(low: float = -math.inf, high: float = math.inf) -> Integer:
-    return Integer(Range(low, high))
+def integer(low: float, high: float = math.inf) -> Number:
+    return Number(Range(low, high), integral=True)
 
 
-TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+BOOLEAN_WORDS = {**dict.fromkeys(("true", "yes", "on", "1"), True),
+                 **dict.fromkeys(("false", "no", "off", "0"), False)}
 
 
 class Flag(Kind):
-    expected = accepts = "True or False"
+    """True or False; also 1 or 0, or true, yes, on, false, no or off in any case."""
+    accepts = "True or False"
 
     def read(self, value: Any) -> bool:
-        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
-            return value.strip().lower() in TRUE_WORDS
+        if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[value.strip().lower()]
         if isinstance(value, int) and value in (0, 1):  # True and False among them
             return bool(value)
-        raise NotOfKind(self.expected)
+        raise BadValue("must be True or False")
 
 
 class Choice(Kind):
@@ -176,7 +150,8 @@ class Choice(Kind):
 
     def __init__(self, *choices: Any, aliases: Optional[Mapping[Any, Any]] = None):
         self.choices, self.aliases = choices, dict(aliases or {})
-        self.expected = "one of " + ", ".join(map(repr, choices))
+        self.accepts = " | ".join(map(repr, choices))
+        self.refusal = "is not one of " + ", ".join(map(repr, choices))
 
     def read(self, value: Any) -> Any:
         # As typed, and as the literal it may spell ("False" on the command line means False).
@@ -186,12 +161,29 @@ class Choice(Kind):
             key = alias.lower() if isinstance(alias, str) else alias
             if any(type(spelling) is type(key) and spelling == key for spelling in spellings):
                 return choice
-        names_only = all(isinstance(choice, str) for choice in self.choices)
-        raise NotOfKind(self.expected, typed_as_text=names_only and isinstance(value, (int, float))
-                        and not isinstance(value, bool))
+        # `-p recipe 2`: papermill turned what was typed into a number
+        typed_as_text = all(isinstance(choice, str) for choice in self.choices) and \
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        raise (TypedAsText if typed_as_text else BadValue)(self.refusal)
 
-    def __str__(self) -> str:
-        return " | ".join(map(repr, self.choices))
+
+class Device(Choice):
+    """'auto', 'cpu', 'cuda' or 'cuda:N' in any case (a bare N means 'cuda:N', as to torch); a
+    GPU only where CUDA is available."""
+
+    def __init__(self) -> None:
+        super().__init__("auto", "cpu", "cuda", "cuda:N")
+
+    def read(self, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = f"cuda:{value}"
+        text = value.strip().lower() if isinstance(value, str) else ""
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+            raise BadValue(self.refusal)
+        if text.startswith("cuda") and not torch.cuda.is_available():
+            raise BadValue("asked for a GPU, but CUDA is not available here "
+                           "(torch.cuda.is_available() is False); use device='auto' or 'cpu'")
+        return text
 
 
 class Path(Kind):
@@ -199,23 +191,22 @@ class Path(Kind):
     and notebooks pass the text on unexpanded). An integer is taken as its digits (papermill's
     guess for `-p output_dir 2024`); from a float or a boolean the typed text cannot be
     recovered."""
-
-    expected, accepts = "a path", "path"
+    accepts = "path"
 
     def read(self, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if isinstance(value, (float, bool)):
-            raise NotOfKind(self.expected, typed_as_text=True)
+            raise TypedAsText("must be a path")
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-            raise NotOfKind("a non-empty path")
+            raise BadValue("must be a non-empty path")
         return os.path.expanduser(os.fspath(value))
 
 
 class Paths(Kind):
-    """One path or several: a list ("['a.pt', 'b.pt']", Python or JSON) or "a.pt, b.pt"."""
-
-    expected, accepts = "a path or a list of paths", "path or list of paths"
+    """One path or several, as a tuple: a list ("['a.pt', 'b.pt']", Python or JSON) or
+    "a.pt, b.pt"."""
+    accepts = "path or list of paths"
 
     def read(self, value: Any) -> Tuple[str, ...]:
         if isinstance(value, str):
@@ -225,12 +216,16 @@ class Paths(Kind):
                 value = [part.strip() for part in value.split(",")]
         paths = value if isinstance(value, (list, tuple)) else [value]
         if not paths:
-            raise NotOfKind(f"{self.expected}, not an empty list")
+            raise BadValue("must be a path or a list of paths, not an empty list")
         return tuple(Path().read(path) for path in paths)
 
 
 class Integers(Kind):
-    """A list of integers: [30, 60] (Python or JSON), "30, 60", "30 60", or one."""
+    """A tuple of integers: [30, 60] (Python or JSON), "30, 60", "30 60", or one integer. Those
+    `allows` accepts are valid; `rule` says what others must be, `example` what to write."""
+
+    def __init__(self, accepts: str, example: str, allows: Callable[[tuple], bool], rule: str):
+        self.accepts, self.example, self.allows, self.rule = accepts, example, allows, rule
 
     def read(self, value: Any) -> Tuple[int, ...]:
         value = literal(value)
@@ -239,45 +234,20 @@ class Integers(Kind):
         numbers = []
         for item in value if isinstance(value, (list, tuple)) else [value]:
             try:
-                numbers.append(integer().read(item))
-            except NotOfKind:
-                raise NotOfKind(f"{self.expected}; {item!r} is not an integer") from None
+                numbers.append(integer(-math.inf).read(item))
+            except BadValue:
+                raise BadValue(f"must be {self.example}; {item!r} is not an integer") from None
+        if not self.allows(tuple(numbers)):
+            raise BadValue(self.rule)
         return tuple(numbers)
 
 
-class Milestones(Integers):
-    """Epochs, strictly increasing: [30, 60] (Python or JSON), "30, 60", "30 60", or one."""
-
-    expected = "a list of epochs, e.g. [30, 40, 60, 80]"
-    accepts = "increasing list of epochs"
-
-    def problem(self, epochs: Tuple[int, ...]) -> Optional[str]:
-        # Epochs past `epochs` are valid: the reference schedule lists 80 in a 75-epoch run.
-        if any(e <= 0 for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
-            return "must be strictly increasing positive integers, e.g. [30, 40, 60, 80]"
-        return None
-
-
-class Blocks(Integers):
-    """Residual blocks per stage, one positive integer for each of the network's three stages:
-    [2, 2, 2] (Python or JSON), "2, 2, 2" or "2 2 2"."""
-
-    expected = "three numbers of blocks, one per stage, e.g. [4, 4, 3]"
-    accepts = "list of 3 integers in [1, 16]"
-
-    def problem(self, counts: Tuple[int, ...]) -> Optional[str]:
-        if len(counts) != 3 or not all(1 <= count <= 16 for count in counts):
-            return "must be three integers in [1, 16], one per stage, e.g. [4, 4, 3] or [2, 2, 2]"
-        return None
-
-
 class Settings(Kind):
-    """Names and values: a Python dict ({'cutout_size': 0}), a JSON object ({"tta_flip":
-    false}) or name=value pairs (cutout_size=0, tta_flip=False). Which names and values are
-    allowed is checked against the recipe (settings.checked_overrides)."""
-
-    expected = "a dict of recipe settings, e.g. {'cutout_size': 0, 'mixup_alpha': 0.2}"
+    """Names and values, as a dict or None: a Python dict ({'cutout_size': 0}), a JSON object
+    ({"tta_flip": false}) or name=value pairs (cutout_size=0, tta_flip=False). Which names and
+    values are allowed is checked against the recipe (checked_overrides)."""
     accepts = "dict of setting names and values, or None"
+    must_be = "must be a dict of recipe settings, e.g. {'cutout_size': 0, 'mixup_alpha': 0.2}"
 
     def read(self, value: Any) -> Optional[dict]:
         text = value.strip() if isinstance(value, str) else None
@@ -287,40 +257,19 @@ class Settings(Kind):
                 return {name.strip(): literal(setting.strip()) for name, setting in pairs}
         parsed = literal(value)
         if text is not None and parsed is value:
-            raise NotOfKind(f"{self.expected}; {why_unreadable(text)}")
+            raise BadValue(f"{self.must_be}; {why_unreadable(text)}")
         if parsed is None or parsed == {}:
             return None
         if not isinstance(parsed, Mapping):
-            raise NotOfKind(f"{self.expected}, not a {type(parsed).__name__}")
+            raise BadValue(f"{self.must_be}, not a {type(parsed).__name__}")
         if not all(isinstance(name, str) for name in parsed):
-            raise NotOfKind(f"{self.expected}, every name in quotes")
+            raise BadValue(f"{self.must_be}, every name in quotes")
         return dict(parsed)
-
-
-class Device(Kind):
-    expected = "one of 'auto', 'cpu', 'cuda', 'cuda:N'"
-
-    def read(self, value: Any) -> str:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = f"cuda:{value}"  # what torch means by a bare device number
-        text = value.strip().lower() if isinstance(value, str) else ""
-        if text not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", text):
-            raise NotOfKind(self.expected)
-        return text
-
-    def problem(self, value: str) -> Optional[str]:
-        if value.startswith("cuda") and not torch.cuda.is_available():
-            return ("asked for a GPU, but CUDA is not available here (torch.cuda.is_available() "
-                    "is False); use device='auto' or 'cpu'")
-        return None
-
-    accepts = "'auto' | 'cpu' | 'cuda' | 'cuda:N'"
 
 
 @dataclass(frozen=True)
 class OrNone(Kind):
-    """None (or "None", or nothing) as well: the behaviour the parameter's meaning names."""
-
+    """`kind`, or None (also "None", "none" or nothing): what the parameter's meaning says."""
     kind: Kind
 
     def read(self, value: Any) -> Any:
@@ -328,40 +277,39 @@ class OrNone(Kind):
             return None
         return self.kind.read(value)
 
-    def problem(self, value: Any) -> Optional[str]:
-        return None if value is None else self.kind.problem(value)
-
-    @property
-    def expected(self) -> str:
-        return f"{self.kind.expected}, or None"
-
     def __str__(self) -> str:
         return f"{self.kind} or None"
 
 
 def read_value(name: str, value: Any, kind: Kind) -> Any:
     """`value` read as `kind`, or a ConfigError naming the parameter, the value and the fix."""
-    shown = literal(value)  # "ten" shows as 'ten', "0.5" as 0.5
+    shown_as = f"{name}={literal(value)!r}"  # "ten" shows as 'ten', "0.5" as 0.5
     try:
-        result = kind.read(value)
-    except NotOfKind as wanted:
-        verb = "is not" if str(wanted).startswith("one of") else "must be"
-        hint = ("; papermill reads a -p value that looks like a number or True/False as one, "
-                f"and its spelling is lost ({value!r} may have been typed otherwise): pass it as "
-                f"text with -r, as typed: -r {name} VALUE"
-                if wanted.typed_as_text else "")
-        raise ConfigError(f"{name}={shown!r} {verb} {wanted}{hint}") from None
-    problem = kind.problem(result)
-    if problem:
-        raise ConfigError(f"{name}={shown!r} {problem}")
-    return result
+        return kind.read(value)
+    except TypedAsText as refused:
+        raise ConfigError(
+            f"{shown_as} {refused}; papermill reads a -p value that looks like a number or "
+            f"True/False as one, and its spelling is lost ({value!r} may have been typed "
+            f"otherwise): pass it as text with -r, as typed: -r {name} VALUE") from None
+    except BadValue as refused:
+        raise ConfigError(f"{shown_as} {refused}") from None
 
 
 # Kinds that the notebook's optimizer parameters share with recipe_overrides.
 LEARNING_RATE = Number(Range(0, 10, low_open=True))
 FRACTION = Number(Range(0, 1, high_open=True))   # momentum, weight decay, label smoothing, EMA
 GAMMA = Number(Range(0, 1, low_open=True))
-MILESTONES = Milestones()
+# Positive and increasing: each epoch after the one before, the first after 0. Epochs past
+# `epochs` are valid: the reference schedule lists 80 in a 75-epoch run.
+MILESTONES = Integers(
+    accepts="increasing list of epochs", example="a list of epochs, e.g. [30, 40, 60, 80]",
+    allows=lambda epochs: all(a < b for a, b in zip((0, *epochs), epochs)),
+    rule="must be strictly increasing positive integers, e.g. [30, 40, 60, 80]")
+BLOCKS = Integers(
+    accepts="list of 3 integers in [1, 16]",
+    example="three numbers of blocks, one per stage, e.g. [4, 4, 3]",
+    allows=lambda counts: len(counts) == 3 and all(1 <= count <= 16 for count in counts),
+    rule="must be three integers in [1, 16], one per stage, e.g. [4, 4, 3] or [2, 2, 2]")
 
 
 # --- when a parameter has an effect ---------------------------------------------------------
@@ -380,25 +328,29 @@ def only_training(values: Mapping[str, Any], name: str) -> Optional[str]:
 
 def only_reference_recipe(values: Mapping[str, Any], name: str) -> Optional[str]:
     """training, recipe='reference'"""
-    if values["recipe"] != "reference" and not only_training(values, name):
-        return (f"recipe={values['recipe']!r} has its own {name}: change that with "
-                f"recipe_overrides={{{name!r}: {shown(values[name])!r}}}")
-    return only_training(values, name)
+    why = only_training(values, name)
+    if not why and values["recipe"] != "reference":
+        why = (f"recipe={values['recipe']!r} has its own {name}: change that with "
+               f"recipe_overrides={{{name!r}: {shown(values[name])!r}}}")
+    return why
 
 
 def only_multistep(values: Mapping[str, Any], name: str) -> Optional[str]:
     """training, recipe='reference', multistep schedule"""
     schedule = (values["recipe_overrides"] or {}).get("schedule", "multistep")
-    if schedule != "multistep" and not only_reference_recipe(values, name):
-        return f"recipe_overrides sets schedule={schedule!r}, which has no milestones"
-    return only_reference_recipe(values, name)
+    why = only_reference_recipe(values, name)
+    if not why and schedule != "multistep":
+        why = f"recipe_overrides sets schedule={schedule!r}, which has no milestones"
+    return why
 
 
 def only_dataloader(values: Mapping[str, Any], name: str) -> Optional[str]:
     """training, pipeline='dataloader'"""
-    if values["pipeline"] != "dataloader" and not only_training(values, name):
-        return f"pipeline={values['pipeline']!r} has no DataLoader workers (pipeline='dataloader' has)"
-    return only_training(values, name)
+    why = only_training(values, name)
+    if not why and values["pipeline"] != "dataloader":
+        why = (f"pipeline={values['pipeline']!r} has no DataLoader workers "
+               "(pipeline='dataloader' has)")
+    return why
 
 
 def only_trained_network(values: Mapping[str, Any], name: str) -> Optional[str]:
@@ -436,94 +388,93 @@ def parameter(default: Any, kind: Kind, meaning: str, *, when: Optional[Conditio
 class RunConfig:
     """Every setting of one run; field names are the notebook's parameter names."""
 
-    epochs: int = parameter(75, integer(1, 10_000), "training epochs", when=only_training, resumable=True)
+    epochs: int = parameter(75, integer(1, 10_000), "training epochs", when=only_training,
+                            resumable=True)
     batch_size: int = parameter(256, integer(1, 65_536), "images per SGD step (global under "
                                 "torchrun)", when=only_training)
-    lr: float = parameter(0.1, LEARNING_RATE, "SGD learning rate",
-                          when=only_reference_recipe)
-    momentum: float = parameter(0.9, FRACTION, "SGD momentum",
-                                when=only_reference_recipe)
-    weight_decay: float = parameter(1e-4, FRACTION, "L2 penalty",
-                                    when=only_reference_recipe)
-    milestones: Tuple[int, ...] = parameter((30, 40, 60, 80), MILESTONES, "epochs at which the "
-                                            "learning rate is multiplied by gamma", when=only_multistep)
+    lr: float = parameter(0.1, LEARNING_RATE, "SGD learning rate", when=only_reference_recipe)
+    momentum: float = parameter(0.9, FRACTION, "SGD momentum", when=only_reference_recipe)
+    weight_decay: float = parameter(1e-4, FRACTION, "L2 penalty", when=only_reference_recipe)
+    milestones: Tuple[int, ...] = parameter(
+        (30, 40, 60, 80), MILESTONES, "epochs at which the learning rate is multiplied by gamma",
+        when=only_multistep)
     gamma: float = parameter(0.1, GAMMA, "learning-rate multiplier at each milestone",
                              when=only_multistep)
     seed: int = parameter(0, integer(0), "weights, validation split, shuffling and augmentation",
                           when=only_training)
-    data_source: str = parameter("torchvision", Choice("torchvision", "folder", "synthetic"),
-                                 "torchvision: download the official set into "
-                                 "data_dir; folder: read image folders; synthetic: stand-ins "
-                                 "for tests")
+    data_source: str = parameter(
+        "torchvision", Choice("torchvision", "folder", "synthetic"), "torchvision: download the "
+        "official set into data_dir; folder: read image folders; synthetic: stand-ins for tests")
     data_dir: str = parameter("data", Path(), "download folder, or the image folders' root "
                               "(train/<class>/, test/<class>/)", when=only_reading_files)
     val_size: int = parameter(5000, integer(0), "training images held out for validation (0: "
                               "none; best.pt is then the last epoch)", when=only_training)
-    train_subset: Optional[int] = parameter(None, OrNone(integer(10)), "only N training "
-                                            "images: the first N/10 of each class", when=only_training)
-    test_subset: Optional[int] = parameter(None, OrNone(integer(10)), "only N test "
-                                           "images: the first N/10 of each class", resumable=True)
+    train_subset: Optional[int] = parameter(
+        None, OrNone(integer(10)), "only N training images: the first N/10 of each class",
+        when=only_training)
+    test_subset: Optional[int] = parameter(
+        None, OrNone(integer(10)), "only N test images: the first N/10 of each class",
+        resumable=True)
     device: str = parameter("auto", Device(), "where to compute; auto: a GPU if there is one",
                             resumable=True)
-    output_dir: str = parameter("outputs", Path(), "where every file of the run goes", resumable=True)
-    figures_dir: Optional[str] = parameter(None, OrNone(Path()), "PNG figures (None: "
-                                           "output_dir/figures)", resumable=True)
+    output_dir: str = parameter("outputs", Path(), "where every file of the run goes",
+                                resumable=True)
+    figures_dir: Optional[str] = parameter(
+        None, OrNone(Path()), "PNG figures (None: output_dir/figures)", resumable=True)
     resume: bool = parameter(False, Flag(), "continue from output_dir/checkpoint.pt up to `epochs`",
                              when=only_training, resumable=True)
-    kaggle_test_pkl: Optional[str] = parameter(None, OrNone(Path()), "an unlabeled test pickle to "
-                                               "label into output_dir/submission.csv",
-                                               resumable=True)
+    kaggle_test_pkl: Optional[str] = parameter(
+        None, OrNone(Path()), "an unlabeled test pickle to label into output_dir/submission.csv",
+        resumable=True)
     recipe: str = parameter("reference", Choice("reference", "improved"),
                             "the report's recipe, or the improved one")
-    architecture: str = parameter("resnet", Choice(*ARCHITECTURES),
-                                  "the report's ResNet, it with squeeze-and-excitation, "
-                                  "or ResNeXt blocks")
-    pipeline: str = parameter("fast", Choice("fast", "dataloader"), "augmentation batched on the "
-                              "device (fast), or per image in DataLoader workers", when=only_training)
-    amp: str = parameter("auto", Choice("auto", "bf16", "fp16", "off",
-                                        aliases={False: "off", None: "off"}),
-                         "mixed precision of training; auto: bf16 on recent GPUs and on CPUs "
-                         "that compute it natively, fp16 on older GPUs, else none (evaluation "
-                         "on a CPU is fp32)")
-    compile: Any = parameter("auto", Choice("auto", True, False, aliases={
-        **{word: True for word in TRUE_WORDS}, **{word: False for word in FALSE_WORDS}}),
-        "compiled (True) or eager (False) training step; auto: the fastest verified on "
-        "this kind of GPU, else eager", when=only_training, resumable=True)
-    num_workers: Optional[int] = parameter(None, OrNone(integer(0)), 'DataLoader workers '
-                                           '(None: one per CPU this process may use)',
-                                           when=only_dataloader, resumable=True)
-    eval_batch_size: int = parameter(1024, integer(1), "images per evaluation batch", resumable=True)
-    progress: str = parameter("auto", Choice("auto", "bar", "lines", "none",
-                                             aliases={None: "none", False: "none"}),
-                              "progress display; auto: a bar interactively, a line per epoch "
-                              "in logs",
-                              resumable=True)
+    architecture: str = parameter("resnet", Choice(*ARCHITECTURES), "the report's ResNet, it with "
+                                  "squeeze-and-excitation, or ResNeXt blocks")
+    pipeline: str = parameter(
+        "fast", Choice("fast", "dataloader"), "augmentation batched on the device (fast), or per "
+        "image in DataLoader workers", when=only_training)
+    amp: str = parameter(
+        "auto", Choice("auto", "bf16", "fp16", "off", aliases={False: "off", None: "off"}),
+        "mixed precision of training; auto: bf16 on recent GPUs and on CPUs that compute it "
+        "natively, fp16 on older GPUs, else none (evaluation on a CPU is fp32)")
+    compile: Any = parameter(
+        "auto", Choice("auto", True, False, aliases=BOOLEAN_WORDS),
+        "compiled (True) or eager (False) training step; auto: the fastest verified on this kind "
+        "of GPU, else eager", when=only_training, resumable=True)
+    num_workers: Optional[int] = parameter(
+        None, OrNone(integer(0)), "DataLoader workers (None: one per CPU this process may use)",
+        when=only_dataloader, resumable=True)
+    eval_batch_size: int = parameter(1024, integer(1), "images per evaluation batch",
+                                     resumable=True)
+    progress: str = parameter(
+        "auto", Choice("auto", "bar", "lines", "none", aliases={None: "none", False: "none"}),
+        "progress display; auto: a bar interactively, a line per epoch in logs", resumable=True)
     recipe_overrides: Optional[Mapping[str, Any]] = parameter(
         None, Settings(), 'single recipe settings, e.g. {"cutout_size": 0}')
-    test_each_epoch: bool = parameter(False, Flag(), "also test after every epoch, for "
-                                      "time-to-accuracy (chooses nothing)", when=only_training,
-                                      resumable=True)
-    model_weights: Optional[Tuple[str, ...]] = parameter(None, OrNone(Paths()), "a model.pt, or a "
-                                                         "list of them (an ensemble), to evaluate "
-                                                         "instead of training")
-    teacher_weights: Optional[Tuple[str, ...]] = parameter(None, OrNone(Paths()), "a model.pt, or "
-                                                           "a list of them (averaged), to distil "
-                                                           "into the network", when=only_training)
+    test_each_epoch: bool = parameter(
+        False, Flag(), "also test after every epoch, for time-to-accuracy (chooses nothing)",
+        when=only_training, resumable=True)
+    model_weights: Optional[Tuple[str, ...]] = parameter(
+        None, OrNone(Paths()), "a model.pt, or a list of them (an ensemble), to evaluate instead "
+        "of training")
+    teacher_weights: Optional[Tuple[str, ...]] = parameter(
+        None, OrNone(Paths()), "a model.pt, or a list of them (averaged), to distil into the "
+        "network", when=only_training)
     # A smaller student for distillation: the reference body with fewer channels and blocks.
-    width_multiplier: float = parameter(1.0, Number(Range(0.25, 1)), "every layer's channels "
-                                        "times this (rounded to a multiple of 8): 0.5 keeps "
-                                        "about 1/4 of the parameters, 0.25 about 1/16",
-                                        when=only_trained_network)
-    blocks: Tuple[int, ...] = parameter((4, 4, 3), Blocks(), "residual blocks in each of the "
-                                        "three stages", when=only_trained_network)
-    quantize: str = parameter("off", Choice("off", "int8", aliases={False: "off", None: "off"}),
-                              "int8: a quantized copy of the network, tested "
-                              "on the CPU and saved as model-int8.pt", resumable=True)
-    calibration_images: int = parameter(1000, integer(10, 50_000), "training images, stratified by "
-                                        "class, that set the int8 activation ranges", when=only_quantizing, resumable=True)
-    corruptions: bool = parameter(False, Flag(), "also test on corrupted copies of the test "
-                                  "images: 11 kinds after CIFAR-10-C, severities 1 to 5",
-                                  resumable=True)
+    width_multiplier: float = parameter(
+        1.0, Number(Range(0.25, 1)), "every layer's channels times this (rounded to a multiple "
+        "of 8): 0.5 keeps about 1/4 of the parameters, 0.25 about 1/16", when=only_trained_network)
+    blocks: Tuple[int, ...] = parameter((4, 4, 3), BLOCKS, "residual blocks in each of the three "
+                                        "stages", when=only_trained_network)
+    quantize: str = parameter(
+        "off", Choice("off", "int8", aliases={False: "off", None: "off"}), "int8: a quantized "
+        "copy of the network, tested on the CPU and saved as model-int8.pt", resumable=True)
+    calibration_images: int = parameter(
+        1000, integer(10, 50_000), "training images, stratified by class, that set the int8 "
+        "activation ranges", when=only_quantizing, resumable=True)
+    corruptions: bool = parameter(
+        False, Flag(), "also test on corrupted copies of the test images: 11 kinds after "
+        "CIFAR-10-C, severities 1 to 5", resumable=True)
 
     @property
     def figures_folder(self) -> str:
@@ -552,7 +503,8 @@ class Parameter:
     resumable: bool
 
 
-PARAMETERS = {f.name: Parameter(f.name, f.default, **f.metadata) for f in dataclasses.fields(RunConfig)}
+PARAMETERS = {f.name: Parameter(f.name, f.default, **f.metadata)
+              for f in dataclasses.fields(RunConfig)}
 PARAMETER_NAMES = tuple(PARAMETERS)
 
 
@@ -568,7 +520,8 @@ def unknown_parameter_message(names: Iterable[str], known: Iterable[str] = PARAM
     parts, guessed = [], True
     for name in sorted(names):
         close = closest(name, known)
-        parts.append(f"unknown {what} {name!r}" + (f" — did you mean {close!r}?" if close else ""))
+        guess = f" — did you mean {close!r}?" if close else ""
+        parts.append(f"unknown {what} {name!r}{guess}")
         guessed = guessed and bool(close)
     return "; ".join(parts) + ("" if guessed else f" (known: {', '.join(known)})")
 
@@ -626,9 +579,9 @@ def config_differences(saved: Mapping[str, Any], current: RunConfig) -> list:
     """Settings that differ between a checkpoint's config and this one and would change the run."""
     now, defaults = current.to_dict(), RunConfig().to_dict()
     # A setting a checkpoint does not record is older than the setting: it ran at the default.
-    return [f"{name}: checkpoint has {saved.get(name, defaults[name])!r}, this run has {now[name]!r}"
-            for name, p in PARAMETERS.items()
-            if not p.resumable and saved.get(name, defaults[name]) != now[name]]
+    then = {name: saved.get(name, default) for name, default in defaults.items()}
+    return [f"{name}: checkpoint has {then[name]!r}, this run has {now[name]!r}"
+            for name, p in PARAMETERS.items() if not p.resumable and then[name] != now[name]]
 
 
 # --- recipe_overrides -------------------------------------------------------------------------
@@ -636,31 +589,17 @@ def config_differences(saved: Mapping[str, Any], current: RunConfig) -> list:
 NON_NEGATIVE = Number(Range(0))
 # Each setting recipe_overrides may change, and the kind of value it takes (with its range).
 RECIPE_SETTINGS: Dict[str, Kind] = {
-    "lr": LEARNING_RATE,
-    "momentum": FRACTION,
-    "nesterov": Flag(),
-    "weight_decay": FRACTION,
-    "decay_norm_and_bias": Flag(),
-    "schedule": Choice(*SCHEDULES),
-    "milestones": MILESTONES,
-    "gamma": GAMMA,
-    "warmup_epochs": NON_NEGATIVE,
-    "label_smoothing": FRACTION,
-    "ema_decay": FRACTION,
-    "tta_flip": Flag(),
-    "crop_padding": integer(0, 16),
-    "flip": Flag(),
-    "brightness": NON_NEGATIVE,
-    "contrast": NON_NEGATIVE,
-    "saturation": NON_NEGATIVE,
-    "rotation_degrees": Number(Range(0, 180)),
-    "cutout_size": integer(0, 32),
-    "mixup_alpha": Number(Range(0, 10)),
-    "cutmix_alpha": Number(Range(0, 10)),
-    "tta_translate": integer(0, 8),
-    "distill_weight": Number(Range(0, 1)),
+    "lr": LEARNING_RATE, "momentum": FRACTION, "nesterov": Flag(), "weight_decay": FRACTION,
+    "decay_norm_and_bias": Flag(), "schedule": Choice(*SCHEDULES), "milestones": MILESTONES,
+    "gamma": GAMMA, "warmup_epochs": NON_NEGATIVE, "label_smoothing": FRACTION,
+    "ema_decay": FRACTION, "tta_flip": Flag(), "crop_padding": integer(0, 16), "flip": Flag(),
+    "brightness": NON_NEGATIVE, "contrast": NON_NEGATIVE, "saturation": NON_NEGATIVE,
+    "rotation_degrees": Number(Range(0, 180)), "cutout_size": integer(0, 32),
+    "mixup_alpha": Number(Range(0, 10)), "cutmix_alpha": Number(Range(0, 10)),
+    "tta_translate": integer(0, 8), "distill_weight": Number(Range(0, 1)),
     "distill_temperature": Number(Range(0, 100, low_open=True)),
 }
+
 
 def checked_overrides(overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """recipe_overrides read and checked: each name known (or a did-you-mean), each value of

@@ -29,29 +29,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import corruptions
 from . import model as networks
 from . import plots, report
-from .augment import (augment_batch, dataloader_batches, draw_parameters, epoch_batches,
-                      epoch_generator, fast_batches, to_device_tensors, to_nchw)
+from .augment import (augment_batch, draw_parameters, epoch_batches, epoch_generator,
+                      to_device_tensors)
 from .data import CifarData, calibration_set, load_data, summarize
 from .distributed import DistributedContext, init_distributed, main_rank_first
 from .env import (PAPERMILL, DisplayedText, ExplainedError, in_notebook, keep_freed_memory,
                   launcher, progress_bar, progress_mode, rerun_hint, setting, usable_cpus)
-from .evaluation import Ensemble, TestEvaluation, average_probabilities, evaluate, from_logits
-from .fast_step import choose_step_kind, prepare_step
+from .evaluation import Ensemble, TestEvaluation, average_probabilities, from_logits
 from .files import (CheckpointError, DiskFullError, atomic_write_json, load_checkpoint, read_weights,
                     run_record, save_checkpoint, save_weights)
 from .inference import Predictor, load_kaggle_test, predict, views_text, write_submission
 from .model import PARAMETER_BUDGET, REFERENCE_PARAMETER_COUNT, NetworkShape, count_parameters
-from .quantization import INT8, ROUTE, Int8Network, check_available, engine, quantize
 from .recipes import TTA_SETTINGS, Recipe, TestTimeAugmentation
 from .settings import PARAMETERS, ConfigError, RunConfig, config_differences, recipe_of
-from .step import EAGER, TrainingStep
+from .step import EAGER, TrainingStep, eager_reason
 from .training import (NonFiniteLossError, Training, TrainingResult, cpu_computes_bf16,
-                       evaluation_amp, fit, make_optimizer, make_scheduler, precision_name,
-                       resolve_amp, resume, rng_states, start_training, train_one_epoch,
-                       training_state, uses_channels_last)
+                       epoch_source, evaluation_amp, fit, make_optimizer, make_scheduler,
+                       precision_name, resolve_amp, resume, rng_states, start_training,
+                       train_one_epoch, training_state, uses_channels_last)
 
 
 class TrainingError(ExplainedError, RuntimeError):
@@ -120,7 +117,9 @@ def start(config: RunConfig) -> Run:
         load_kaggle_test(config.kaggle_test_pkl)
     check_output_folder(config)
     weights = [read_weights(path, config.architecture) for path in config.model_weights or ()]
-    check_quantizable(config, [network for network, _ in weights])
+    if config.quantize == "int8":
+        from .options.quantization import check_quantizable
+        check_quantizable([network for network, _ in weights], config.model_weights or ())
     if config.teacher_weights is not None:
         for path in config.teacher_weights:
             read_weights(path, None, "teacher_weights")
@@ -212,18 +211,6 @@ def check_output_folder(config: RunConfig) -> None:
                       f"or delete that folder to run there again{report_note}")
 
 
-def check_quantizable(config: RunConfig, members: List[nn.Module]) -> None:
-    if config.quantize != INT8:
-        return
-    check_available()  # this PyTorch, on this CPU
-    _require(len(members) <= 1, "quantize='int8' quantizes one network, and model_weights lists "
-                                f"{len(members)}: quantize each model.pt in a run of its own, then "
-                                "list their model-int8.pt files in model_weights as an ensemble")
-    if members and isinstance(members[0], Int8Network):
-        raise ConfigError(f"model_weights={config.model_weights[0]!r} is already int8: set "
-                          "quantize='off' to evaluate it as it is")
-
-
 def resumable_checkpoint(config: RunConfig) -> Dict[str, Any]:
     """output_dir/checkpoint.pt, after checking that it continues the run `config` describes
     and has epochs left to train."""
@@ -291,10 +278,10 @@ def model_table(network: nn.Module) -> str:
 
 
 def training_source() -> str:
-    """The training step, the optimizer, the schedule and the loop, as they are in their
-    modules (helpers/step.py, helpers/training.py)."""
+    """The training step, the optimizer, the schedule and the loop with what feeds it, as they
+    are in their modules (helpers/step.py, helpers/training.py)."""
     return "\n\n".join(inspect.getsource(code) for code in (
-        TrainingStep, make_optimizer, make_scheduler, train_one_epoch, fit))
+        TrainingStep, make_optimizer, make_scheduler, train_one_epoch, epoch_source, fit))
 
 
 # --- training -------------------------------------------------------------------------------
@@ -329,7 +316,8 @@ def train(run: Run, data: CifarData, network: nn.Module) -> TrainingResult:
 
 
 def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Module]) -> TrainingResult:
-    """The epoch loop with this run's data, checkpoints, log and progress display."""
+    """The epoch loop (helpers/training.py's fit) with this run's data, and around it what is
+    not the method: checkpoints, the epoch lines, the progress bar, the interrupt message."""
     config, device, context = run.config, run.device, run.context
     steps = len(epoch_batches(len(data.train), config.batch_size, epoch_generator(0, 0), 0,
                               context.world_size))
@@ -345,59 +333,29 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
     training = start_training(network, run.recipe, epochs=config.epochs, steps_per_epoch=steps,
                               device=device, amp_dtype=amp_dtype, channels_last=channels_last,
                               context=context, teacher=teacher)
-
     if run.resume_state is not None:
         _resume(run, training, log)
-    train_images, train_labels = to_device_tensors(data.train.images, data.train.labels, device)
-    val_images, val_labels = to_device_tensors(data.val.images, data.val.labels, device)
-    bar = DisplayedText() if in_notebook() else None  # one bar per cell, updated in place
     workers = usable_cpus() if config.num_workers is None else config.num_workers
+    warmup_s = _prepare_step(run, training, data, log, workers)
+    bar = DisplayedText() if in_notebook() else None  # one bar per cell, updated in place
 
-    def batches(epoch: int):
-        """This rank's share of one epoch's training batches, from the chosen pipeline."""
-        generator = epoch_generator(config.seed, epoch)
-        shard = dict(rank=context.rank, world_size=context.world_size)
-        if config.pipeline == "fast":
-            chosen = fast_batches(train_images, train_labels, run.recipe.augmentation,
-                                          config.batch_size, generator, **shard)
-        else:
-            chosen = dataloader_batches(data.train.images, data.train.labels,
-                                                run.recipe.augmentation, config.batch_size,
-                                                generator, num_workers=workers,
-                                                pin_memory=device.type == "cuda", **shard)
-        if shown == "bar" and epoch:
-            return progress_bar(chosen, steps, f"epoch {epoch}/{config.epochs}", bar)
-        return chosen
+    def progress(batches, epoch: int):
+        return progress_bar(batches, steps, f"epoch {epoch}/{config.epochs}", bar)
 
-    def score(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
-        # On a GPU as training computes; on a CPU in fp32 (evaluation_amp), contiguous.
-        return evaluate(network, images, labels, config.eval_batch_size, run.recipe.tta,
-                        evaluation_amp(config.amp, device),
-                        training.channels_last and device.type == "cuda", context)
-
-    def validate(network: nn.Module) -> dict:
-        return score(network, val_images, val_labels) if len(data.val) else \
-            {"loss": None, "accuracy": None}
-
-    # Testing after every epoch draws time-to-accuracy figures; it never chooses anything.
-    test_tensors = to_device_tensors(data.test.images, data.test.labels, device) \
-        if config.test_each_epoch else None
-
-    def test(network: nn.Module) -> float:
-        return score(network, *test_tensors)["accuracy"]
-
-    def end_epoch(training: Training, entry: dict, is_best: bool) -> None:
-        log(report.format_epoch(entry, config.epochs))
-        if context.is_main:
-            save_epoch(run, training, is_best)
-
-    warmup_s = _prepare_step(run, training, batches, log, workers, len(data.train))
+    epochs = fit(training, run.recipe, (data.train.images, data.train.labels),
+                 (data.val.images, data.val.labels), epochs=config.epochs,
+                 batch_size=config.batch_size, seed=config.seed, device=device,
+                 pipeline=config.pipeline, num_workers=workers,
+                 eval_batch_size=config.eval_batch_size,
+                 # Testing after every epoch draws time-to-accuracy figures; it chooses nothing.
+                 test=(data.test.images, data.test.labels) if config.test_each_epoch else None,
+                 progress=progress if shown == "bar" else None, context=context)
     started = time.perf_counter()
     try:
-        fit(training, config.epochs, config.seed, batches=batches, validate=validate,
-            end_epoch=end_epoch, test=test if test_tensors else None, context=context,
-            # Reading the loss back makes the CPU wait for a GPU: there, every 25 steps.
-            check_every=1 if device.type == "cpu" else 25)
+        for entry, is_best in epochs:
+            log(report.format_epoch(entry, config.epochs))
+            if context.is_main:
+                save_epoch(run, training, is_best)
     except KeyboardInterrupt:
         done = training.epoch
         log(f"\nInterrupted during epoch {done + 1}. "
@@ -446,21 +404,30 @@ def _resume(run: Run, training: Training, log) -> None:
         log(f"resumed from {path} after epoch {state['epoch']} of {epochs}")
 
 
-def _prepare_step(run: Run, training: Training, batches, log, workers: int,
-                  train_size: int) -> float:
-    """The training step `compile` asks for on this machine, compiled and captured now, on a
-    batch that training never uses (epoch 0's), so its cost is not in any epoch's time; returns
-    that cost in seconds."""
+def _prepare_step(run: Run, training: Training, data: CifarData, log, workers: int) -> float:
+    """The training step `compile` asks for on this machine, compiled now, on a batch that
+    training never uses (epoch 0's), so its cost is not in any epoch's time; returns that cost
+    in seconds. The eager step needs no preparation, nor helpers/options/compiled_step.py."""
     config, context = run.config, run.context
-    kind, why = choose_step_kind(config.compile, run.device, scaler=training.scaler,
-                                 distributed=context.enabled,
-                                 distillation=training.distillation is not None)
-    sizes = sorted({len(b) for b in epoch_batches(train_size, config.batch_size,
-                                                  epoch_generator(0, 0), 0, context.world_size)},
-                   reverse=True)
-    batch = next(iter(batches(0))) if kind != EAGER else None
-    training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch, sizes)
-    warmed = f", {warmup_s:.1f} s to compile and capture before epoch 1" if warmup_s else ""
+    why = eager_reason(config.compile, run.device)
+    warmup_s, fallbacks = 0.0, []
+    if why is not None:
+        training.step = training.make_step()
+    else:
+        from .options.compiled_step import choose_step_kind, prepare_step
+
+        kind, why = choose_step_kind(config.compile, run.device, scaler=training.scaler,
+                                     distributed=context.enabled,
+                                     distillation=training.distillation is not None)
+        source = epoch_source(data.train.images, data.train.labels, run.recipe.augmentation,
+                              batch_size=config.batch_size, seed=config.seed, device=run.device,
+                              pipeline=config.pipeline, num_workers=workers, context=context)
+        sizes = sorted({len(b) for b in epoch_batches(len(data.train), config.batch_size,
+                                                      epoch_generator(0, 0), 0,
+                                                      context.world_size)}, reverse=True)
+        batch = next(iter(source(0))) if kind != EAGER else None
+        training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch, sizes)
+    warmed = f", {warmup_s:.1f} s to compile before epoch 1" if warmup_s else ""
     loading = f"; {workers} DataLoader workers" if config.pipeline == "dataloader" else ""
     memory = "channels_last" if training.channels_last else "contiguous"
     log(f"training step: {training.step.kind} ({why}{warmed}), "
@@ -501,13 +468,13 @@ def _checkpoint_epoch(run: Run) -> str:
 def quantized(run: Run, data: CifarData, result: TrainingResult) -> TrainingResult:
     """The result with its network replaced by the int8 version (quantize='int8'), its
     activation ranges observed on training images only; unchanged otherwise."""
-    if run.config.quantize != INT8:
+    if run.config.quantize != "int8":
         return result
+    from .options.quantization import quantize_calibrated
+
     network = result.members[0] if result.members else result.network
-    images, described = calibration_set(run.config, data)
-    int8 = quantize(network, to_nchw(images.images), run.config.eval_batch_size, described)
-    print(f"quantized to int8 ({ROUTE}, engine {engine()!r}), activation ranges from "
-          f"{described}; the int8 network computes on the CPU")
+    calibration, described = calibration_set(run.config, data)
+    int8 = quantize_calibrated(network, calibration.images, described, run.config.eval_batch_size)
     return dataclasses.replace(result, network=int8, members=[int8] if result.members else [])
 
 
@@ -558,38 +525,20 @@ def evaluate_test(run: Run, data: CifarData, result: TrainingResult) -> TestEval
                        [from_logits(logits, labels).accuracy for logits in member_logits])
 
 
-CORRUPTION_SEED = 0  # one seed for every run, so that every network sees the same images
-
-
 def evaluate_under_shift(run: Run, data: CifarData, result: TrainingResult) -> Optional[dict]:
     """With corruptions=True: the evaluated network (or ensemble, or int8 network), with its
-    test-time augmentation, on corrupted copies of the test images, every kind of
-    helpers/corruptions.py at severities 1 to 5, made on the CPU from one seed; rank 0 only.
-    Returns what metrics.json records as "corruptions" (accuracies in percent); None with
-    corruptions=False."""
+    test-time augmentation, on corrupted copies of the test images (helpers/options/
+    corruptions.py's accuracy_under_shift); rank 0 only. Returns what metrics.json records as
+    "corruptions" (accuracies in percent); None with corruptions=False."""
     _check_owned(run, result)
     if not run.config.corruptions or not run.context.is_main:
         return None
-    model, labels = predictor(run, result), data.test.labels
-    accuracy: Dict[str, List[float]] = {kind: [] for kind in corruptions.KINDS}
-    started, shown = time.perf_counter(), progress_mode(run.config.progress)
+    from .options.corruptions import accuracy_under_shift
 
-    def scored():
-        """Each corrupted set, once its accuracy is measured (the fingerprint reads them all)."""
-        for kind, severity, images in corruptions.corrupted_sets(data.test.images,
-                                                                 seed=CORRUPTION_SEED):
-            accuracy[kind].append(100 * float(np.mean(predict(model, images) == labels)))
-            if severity == corruptions.SEVERITIES[-1] and shown != "none":
-                print(f"under shift: {kind} at severities 1-5: "
-                      + ", ".join(f"{value:.1f} %" for value in accuracy[kind]), flush=True)
-            yield kind, severity, images
-
-    fingerprint = corruptions.fingerprint(scored())
-    run.shift = {"severities": list(corruptions.SEVERITIES), "accuracy": accuracy,
-                 "mean_accuracy": float(np.mean([a for values in accuracy.values() for a in values])),
-                 "test_images": len(labels), "fingerprint": fingerprint, "seed": CORRUPTION_SEED,
-                 "fidelity": {kind: corruptions.PARAMETERS[kind]["fidelity"] for kind in accuracy},
-                 "seconds": time.perf_counter() - started}
+    model = predictor(run, result)
+    run.shift = accuracy_under_shift(lambda images: predict(model, images), data.test.images,
+                                     data.test.labels,
+                                     show=progress_mode(run.config.progress) != "none")
     return run.shift
 
 
@@ -620,7 +569,7 @@ def save_run(run: Run, data: CifarData, result: TrainingResult, test: TestEvalua
                                    result=result, test=test)
     shape = getattr(network, "shape", None) or NetworkShape()
     metrics.update(width_multiplier=shape.width_multiplier, blocks=list(shape.blocks),
-                   quantization=dict(network.record) if isinstance(network, Int8Network) else None,
+                   quantization=dict(network.record) if hasattr(network, "int8_state") else None,
                    test_time_augmentation=views_text(run.tta))
     for member, tta in zip(metrics.get("ensemble_members", []), run.tta):
         member["test_time_augmentation"] = str(tta)
@@ -629,7 +578,7 @@ def save_run(run: Run, data: CifarData, result: TrainingResult, test: TestEvalua
     if run.shift:
         metrics["corruptions"] = run.shift
     if run.context.is_main:
-        if run.config.quantize == INT8:  # the tested int8 network, a weights file like model.pt
+        if run.config.quantize == "int8":  # the tested int8 network, a weights file like model.pt
             metrics["quantization"]["file_bytes"] = save_weights(run.path("model-int8.pt"), network,
                                                                  run.tta[0])
         atomic_write_json(run.path("metrics.json"), metrics)
@@ -662,7 +611,7 @@ def describe(run: Run) -> str:
                       f"  test-time augmentation: {tta} ({run.tta_source})"]
     else:
         lines += [f"{name:<20} {value!r}" for name, value in run.recipe.to_dict().items()]
-    if run.config.quantize == INT8:
+    if run.config.quantize == "int8":
         lines.append(f"quantize='int8': the tested network is int8, calibrated on "
                      f"{run.config.calibration_images:,} training images, and computes on the "
                      "CPU (quantized kernels exist only there), whatever `device` says")

@@ -1,7 +1,8 @@
 """The training step: forward pass (under mixed precision where asked), loss (with a teacher:
 the distillation loss), backward pass and SGD update of one batch.
 
-helpers/fast_step.py holds the same step compiled and captured as a CUDA graph, for GPUs.
+helpers/options/compiled_step.py holds the same step through torch.compile (with CUDA graphs on
+GPUs), for compile=True.
 """
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ class TrainingStep:
     epoch's running totals (so that the targets are not copied to the device a second time)."""
 
     kind = EAGER
-    cache_casts = True  # autocast's cache of weights cast to bf16/fp16 within one forward pass
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
                  scaler: Optional[torch.amp.GradScaler] = None,
@@ -63,7 +63,7 @@ class TrainingStep:
     def forward_and_loss(self, images: torch.Tensor,
                          targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=self.amp_dtype,
-                            enabled=self.amp_dtype is not None, cache_enabled=self.cache_casts):
+                            enabled=self.amp_dtype is not None):
             logits = self.model(images)
             if self.distillation is not None:
                 loss = self.distillation.loss(logits, targets, images, self.loss_fn)
@@ -83,3 +83,13 @@ class TrainingStep:
             loss.backward()
             self.optimizer.step()
         return loss.detach(), logits.detach(), targets
+
+
+def eager_reason(compile_setting, device: torch.device) -> Optional[str]:
+    """Why `compile` gives the eager step on `device` without trying a compiled one (as said in
+    the run's log), or None where helpers/options/compiled_step.py must choose."""
+    if compile_setting is False:
+        return "compile=False"
+    if compile_setting == "auto" and device.type != "cuda":
+        return "compile='auto' on the CPU, where compiling costs more than it saves"
+    return None

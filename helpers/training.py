@@ -1,9 +1,10 @@
 """Training: optimizer and schedule from a Recipe, the exponential moving average of weights,
 `train_one_epoch`, and `fit`, the epoch loop, with what a checkpoint holds to resume exactly.
 
-The loop takes plain values and functions: the batches of an epoch, how to validate, and what
-to do after each epoch (helpers/stages.py writes best.pt and checkpoint.pt there). Everything
-that decides a run's numbers is here; where files go and what messages say is not.
+`fit` takes plain values (the images, the recipe, the training state, the device), builds each
+epoch's batches and validates itself, and yields each finished epoch: the caller saves
+checkpoints and prints (helpers/stages.py). Everything that decides a run's numbers is here;
+where files go and what messages say is not.
 """
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .augment import epoch_seed
+from .augment import (dataloader_batches, epoch_generator, epoch_seed, fast_batches,
+                      to_device_tensors)
 from .distributed import DistributedContext, sum_over_ranks, wrap_for_training
-from .recipes import Recipe
+from .evaluation import evaluate
+from .recipes import Augmentation, Recipe
 from .step import EAGER, Distillation, TrainingStep
 
 
@@ -201,7 +204,7 @@ def start_training(network: nn.Module, recipe: Recipe, *, epochs: int, steps_per
                    teacher: Optional[nn.Module] = None) -> Training:
     """Everything `recipe` trains `network` with, on `device`, at the precision `amp_dtype`
     (None: fp32) and memory format given (resolve_amp and uses_channels_last choose them); the
-    step is made, eager, by make_step() (helpers/fast_step.py prepares a compiled one)."""
+    step is made, eager, by make_step() (helpers/options/compiled_step.py prepares a compiled one)."""
     network = network.to(device)
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
@@ -254,36 +257,73 @@ def train_one_epoch(step: TrainingStep, batches: Iterable[Tuple[torch.Tensor, to
             "images": int(count)}
 
 
-def fit(training: Training, epochs: int, seed: int, *,
-        batches: Callable[[int], Iterable[Tuple[torch.Tensor, torch.Tensor]]],
-        validate: Callable[[nn.Module], Dict[str, Optional[float]]],
-        end_epoch: Callable[[Training, dict, bool], None],
-        test: Optional[Callable[[nn.Module], float]] = None,
-        check_every: int = 1, context: DistributedContext = DistributedContext()) -> None:
-    """Train from the epoch after training.epoch up to `epochs`. Each epoch: its own seed,
-    the batches of `batches(epoch)`, the schedule, validation (of the weight average, if any),
-    a history entry, and end_epoch(training, entry, is_best), which saves and reports.
-    `test` (time-to-accuracy figures only) chooses nothing and is not in an epoch's seconds."""
+def epoch_source(images: np.ndarray, labels: np.ndarray, augmentation: Augmentation, *,
+                 batch_size: int, seed: int, device: torch.device, pipeline: str = "fast",
+                 num_workers: int = 0, context: DistributedContext = DistributedContext()
+                 ) -> Callable[[int], Iterable[Tuple[torch.Tensor, torch.Tensor]]]:
+    """batches(epoch): this rank's share of one epoch's augmented training batches of `images`
+    ((N, 32, 32, 3) uint8) and `labels` (N,), drawn from the epoch's own generator. "fast":
+    the images are moved to `device` once and augmented there in whole batches; "dataloader":
+    per-image torchvision transforms in `num_workers` DataLoader processes."""
+    shard = dict(rank=context.rank, world_size=context.world_size)
+    if pipeline == "fast":
+        on_device = to_device_tensors(images, labels, device)
+        return lambda epoch: fast_batches(*on_device, augmentation, batch_size,
+                                          epoch_generator(seed, epoch), **shard)
+    return lambda epoch: dataloader_batches(images, labels, augmentation, batch_size,
+                                            epoch_generator(seed, epoch), num_workers=num_workers,
+                                            pin_memory=device.type == "cuda", **shard)
+
+
+def fit(training: Training, recipe: Recipe, train: Tuple[np.ndarray, np.ndarray],
+        val: Tuple[np.ndarray, np.ndarray], *, epochs: int, batch_size: int, seed: int,
+        device: torch.device, pipeline: str = "fast", num_workers: int = 0,
+        eval_batch_size: int = 1024, test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+        progress: Optional[Callable[[Iterable, int], Iterable]] = None,
+        context: DistributedContext = DistributedContext()) -> Iterator[Tuple[dict, bool]]:
+    """Train from the epoch after training.epoch up to `epochs` on `train` (images (N, 32, 32, 3)
+    uint8, labels (N,)) with the recipe's augmentation. Each epoch: its own seed, its batches,
+    the schedule, validation on `val` (of the weight average, if any; none if `val` is empty);
+    then it yields (history entry, whether it is the best so far) for the caller to save and
+    report. `test` (time-to-accuracy figures only) chooses nothing and is not in an epoch's
+    seconds. `progress(batches, epoch)` wraps an epoch's batches (a progress bar)."""
+    batches = epoch_source(*train, recipe.augmentation, batch_size=batch_size, seed=seed,
+                           device=device, pipeline=pipeline, num_workers=num_workers,
+                           context=context)
+    # Evaluation computes as training does on a GPU; on a CPU in fp32, contiguous, as every
+    # committed accuracy was measured.
+    on_gpu = device.type == "cuda"
+    amp_dtype = training.amp_dtype if on_gpu else None
+
+    def score(images_and_labels: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, float]:
+        return evaluate(training.evaluated_network, *images_and_labels, eval_batch_size,
+                        recipe.tta, amp_dtype, training.channels_last and on_gpu, context)
+
+    val_set = to_device_tensors(*val, device) if len(val[1]) else None
+    test_set = to_device_tensors(*test, device) if test is not None else None
     for epoch in range(training.epoch + 1, epochs + 1):
         started = time.perf_counter()
         torch.manual_seed(epoch_seed(seed, epoch))  # the dataloader pipeline's per-image draws repeat
         lr = training.optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(training.step, batches(epoch), epoch=epoch,
-                                after_step=training.after_step, check_every=check_every,
-                                context=context)
+        epoch_batches = batches(epoch)
+        # Reading the loss back makes the CPU wait for a GPU: there, every 25 steps.
+        train_totals = train_one_epoch(training.step, progress(epoch_batches, epoch) if progress
+                                       else epoch_batches, epoch=epoch,
+                                       after_step=training.after_step,
+                                       check_every=25 if on_gpu else 1, context=context)
         training_s = time.perf_counter() - started  # the steps alone, without validation
         if not training.scheduler_per_step:
             training.scheduler.step()
-        val = validate(training.evaluated_network)
-        seconds = time.perf_counter() - started
-        entry = {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
-                 "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-                 "val_accuracy": val["accuracy"], "seconds": seconds,
-                 "test_accuracy": test(training.evaluated_network) if test else None,
-                 "images_per_second": train["images"] / max(training_s, 1e-9)}
+        validation = score(val_set) if val_set else {"loss": None, "accuracy": None}
+        seconds = time.perf_counter() - started  # before the test, which is not the method's
+        entry = {"epoch": epoch, "lr": lr, "train_loss": train_totals["loss"],
+                 "train_accuracy": train_totals["accuracy"], "val_loss": validation["loss"],
+                 "val_accuracy": validation["accuracy"], "seconds": seconds,
+                 "test_accuracy": score(test_set)["accuracy"] if test_set else None,
+                 "images_per_second": train_totals["images"] / max(training_s, 1e-9)}
         training.history.append(entry)
         training.epoch = epoch
-        end_epoch(training, entry, is_new_best(training, entry["val_accuracy"]))
+        yield entry, is_new_best(training, entry["val_accuracy"])
 
 
 def is_new_best(training: Training, val_accuracy: Optional[float]) -> bool:

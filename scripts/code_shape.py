@@ -1,21 +1,23 @@
-"""The shape of helpers/: lines per module, import layers and circles, the largest classes, the
-refusal sites, and the method's share of the lines.
+"""The shape of helpers/: lines per module, import layers and circles, the largest classes and
+functions, the refusal sites, and the method's share of the lines.
 
     python scripts/code_shape.py            # a table per measure
     python scripts/code_shape.py --json     # the same as JSON (results/redesign/ keeps both)
     python scripts/code_shape.py --root DIR # another checkout, e.g. one made with `git worktree`
 
 Definitions (the same for every checkout measured):
-* lines: physical lines of each helpers/*.py file, as `wc -l` counts them.
-* import layers: a module that imports no other helpers module is layer 1; any other is one more
+* lines: physical lines of each helpers/*.py file, as `wc -l` counts them. The core is
+  helpers/*.py, the pipeline a default run executes; the options, helpers/options/*.py (named
+  options.NAME), what a parameter turns on, are counted apart.
+* import layers (over core and options together): a module that imports no other helpers module is layer 1; any other is one more
   than the highest layer it imports. Imports inside functions count. Modules on an import circle
   share one layer (the circle is reported).
 * the method: the modules that compute what the project is about: the network, the recipes
   (optimizer, schedule and augmentation settings), the augmentation, the training step, the
-  epoch loop with its optimizer and schedule, and the evaluation metrics. METHOD below lists them
-  for the layouts before and after the redesign; a module not there is not method. Counted two
-  ways: the modules whole, and without the top-level definitions in them that are not the
-  method (NOT_METHOD, listed by name).
+  epoch loop with its optimizer and schedule, and the evaluation metrics: the modules METHOD
+  pins; a module not there is not method. Its share is of the core's lines (of all of
+  helpers/ in a checkout without options). Counted two ways: the modules whole, and without the
+  top-level definitions in them that are not the method (NOT_METHOD, listed by name).
 """
 from __future__ import annotations
 
@@ -26,11 +28,10 @@ import os
 from typing import Dict, List, Sequence, Set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Before the redesign: model, recipes, augment, step, training (optimizer, schedule, EMA,
-# train_one_epoch, the loop) and evaluation (intervals, ECE, per-class scores). After it the
-# same stages keep these names, with the compiled steps in fast_step and the evaluation in
-# evaluate.
-METHOD = ("model", "recipes", "augment", "step", "fast_step", "training", "evaluation", "evaluate")
+# The network, the recipes, the augmentation, the eager step, training (optimizer, schedule,
+# EMA, train_one_epoch, fit) and evaluation (intervals, ECE, per-class scores).
+METHOD = ("model", "recipes", "augment", "step", "training", "evaluation")
+OPTIONS = "options"  # the package of helpers/ whose modules are counted apart
 # Top-level definitions inside those modules that are not the method: before the redesign, the
 # loop's class with its checkpointing, logging and interrupt messages, the progress display, the
 # parameters' override parsing and a test's report parser. After it, the modules hold none.
@@ -45,25 +46,44 @@ NOT_METHOD = {
 
 
 def modules(root: str, exclude: Sequence[str] = ()) -> Dict[str, str]:
-    folder = os.path.join(root, "helpers")
-    return {name[:-3]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.endswith(".py") and name[:-3] not in exclude}
+    """{name: path} of helpers/*.py and, as options.NAME, helpers/options/*.py."""
+    found = {}
+    for package in ("", OPTIONS):
+        folder = os.path.join(root, "helpers", package)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            module = (f"{package}." if package else "") + name[:-3]
+            if name.endswith(".py") and module not in exclude and name[:-3] not in exclude:
+                found[module] = os.path.join(folder, name)
+    return found
 
 
-def imported(path: str, names: Set[str]) -> Set[str]:
-    """The helpers modules a file imports, at its top or inside functions."""
+def imported(path: str, names: Set[str], package: str = "") -> Set[str]:
+    """The helpers modules a file of `package` ("" or OPTIONS) imports, at its top or inside
+    functions, named as modules() names them."""
     tree = ast.parse(open(path).read())
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:  # from . import model
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers"):
-            parts = node.module.split(".")
-            found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
-    return found & names - {"__init__"}
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:  # relative to the file's package: from .x, from ..x, from . import x
+            base = [package] if package else []
+            parts = base[:len(base) - (node.level - 1)]
+        elif (node.module or "").startswith("helpers"):
+            parts = []
+        else:
+            continue
+        dotted = [*parts, *(node.module or "").split(".")]
+        dotted = [part for part in dotted if part and part != "helpers"]
+        if dotted and ".".join(dotted[:2]) in names:
+            found.add(".".join(dotted[:2]))
+        elif dotted and dotted[0] in names:
+            found.add(dotted[0])
+        else:  # from . import model, from .options import corruptions
+            prefix = ".".join(dotted)
+            found.update(f"{prefix}.{a.name}" if prefix else a.name for a in node.names)
+    return found & names - {"__init__", f"{OPTIONS}.__init__"}
 
 
 def strongly_connected(graph: Dict[str, Set[str]]) -> List[Set[str]]:
@@ -131,6 +151,14 @@ def lines_of(path: str, names: Sequence[str]) -> int:
     return found
 
 
+def functions(path: str) -> List[dict]:
+    """Every function and method with its lines (decorators included)."""
+    tree = ast.parse(open(path).read())
+    return [{"function": node.name, "lines": node.end_lineno - min(
+        [node.lineno] + [d.lineno for d in node.decorator_list]) + 1}
+        for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
 def raise_sites(path: str) -> Dict[str, int]:
     """`raise` statements that build a message (not a bare `raise`), and their lines."""
     tree = ast.parse(open(path).read())
@@ -143,21 +171,26 @@ def measure(root: str, exclude: Sequence[str] = ()) -> dict:
     files = modules(root, exclude)
     names = set(files)
     lines = {name: sum(1 for _ in open(path)) for name, path in files.items()}
-    graph = {name: imported(path, names) - {name} for name, path in files.items()}
+    graph = {name: imported(path, names, OPTIONS if name.startswith(OPTIONS + ".") else "")
+             - {name} for name, path in files.items()}
+    options = sorted(name for name in files if name.startswith(OPTIONS + "."))
     layer = layers(graph)
     circles = [sorted(c) for c in strongly_connected(graph) if len(c) > 1]
     largest = sorted((dict(module=name, **c) for name, path in files.items() for c in classes(path)),
                      key=lambda c: -c["lines"])
+    longest = sorted((dict(module=name, **f) for name, path in files.items()
+                      for f in functions(path)), key=lambda f: -f["lines"])
     raises = {name: raise_sites(path) for name, path in files.items()}
-    total = sum(lines.values())
+    total = sum(lines[name] for name in files if name not in options)
     method = sum(count for name, count in lines.items() if name in METHOD)
     by_definition = method - sum(lines_of(files[name], NOT_METHOD.get(name, ()))
                                  for name in files if name in METHOD)
     return {
-        "lines": lines, "total_lines": total, "modules": len(files),
+        "lines": lines, "total_lines": total, "modules": len(files) - len(options),
+        "options": options, "options_lines": sum(lines[name] for name in options),
         "import_layers": max(layer.values()), "layer_of": layer, "circles": circles,
         "imports": {name: sorted(graph[name]) for name in files},
-        "largest_classes": largest[:5],
+        "largest_classes": largest[:5], "longest_functions": longest[:5],
         "raise_sites": sum(r["sites"] for r in raises.values()),
         "raise_lines": sum(r["lines"] for r in raises.values()),
         "method_modules": sorted(name for name in files if name in METHOD),
@@ -168,18 +201,26 @@ def measure(root: str, exclude: Sequence[str] = ()) -> dict:
 
 
 def text(shape: dict) -> str:
-    rows = [f"{'module':<14} {'lines':>6} {'layer':>6}  imports"]
-    for name in sorted(shape["lines"], key=lambda n: (shape["layer_of"][n], n)):
-        mark = " *" if name in shape["method_modules"] else ""
-        rows.append(f"{name + mark:<14} {shape['lines'][name]:>6} {shape['layer_of'][name]:>6}  "
-                    f"{', '.join(shape['imports'][name])}")
-    rows += [f"{'total':<14} {shape['total_lines']:>6}", "",
-             f"modules {shape['modules']}; import layers {shape['import_layers']}; circles "
-             f"{shape['circles'] or 'none'}",
+    rows = [f"{'module':<24} {'lines':>6} {'layer':>6}  imports"]
+    options = shape.get("options", [])
+    for group in ([n for n in shape["lines"] if n not in options], options):
+        for name in sorted(group, key=lambda n: (shape["layer_of"][n], n)):
+            mark = " *" if name in shape["method_modules"] else ""
+            rows.append(f"{name + mark:<24} {shape['lines'][name]:>6} "
+                        f"{shape['layer_of'][name]:>6}  {', '.join(shape['imports'][name])}")
+        if group is not options:
+            rows.append(f"{'core':<24} {shape['total_lines']:>6}")
+    if options:
+        rows.append(f"{'options':<24} {shape['options_lines']:>6}")
+    rows += ["",
+             f"core modules {shape['modules']}, options {len(options)}; import layers "
+             f"{shape['import_layers']}; circles {shape['circles'] or 'none'}",
              "largest classes: " + ", ".join(f"{c['module']}.{c['class']} {c['lines']}"
                                              for c in shape["largest_classes"][:3]),
+             "longest functions: " + ", ".join(f"{f['module']}.{f['function']} {f['lines']}"
+                                               for f in shape["longest_functions"][:3]),
              f"raise sites with a message: {shape['raise_sites']} ({shape['raise_lines']} lines)",
-             f"method (* above): {shape['method_lines']} of {shape['total_lines']} lines, "
+             f"method (* above): {shape['method_lines']} of the core's {shape['total_lines']} lines, "
              f"{shape['method_share']} %; without the definitions in them that are not the method "
              f"(NOT_METHOD): {shape['method_lines_by_definition']} lines, "
              f"{shape['method_share_by_definition']} %"]

@@ -35,7 +35,7 @@ from helpers.model import count_parameters  # noqa: E402
 from helpers.recipes import TestTimeAugmentation  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402
-from helpers.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
+from helpers.options.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
                            predictions)
 from benchmarks.common import environment, start_log  # noqa: E402
 

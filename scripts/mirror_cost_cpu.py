@@ -32,7 +32,7 @@ from helpers.files import atomic_write_json, read_weights  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402
-from helpers.sizes import accuracy_entry, paired_changes, predictions  # noqa: E402
+from helpers.options.sizes import accuracy_entry, paired_changes, predictions  # noqa: E402
 from helpers.augment import to_nchw  # noqa: E402
 from benchmarks.common import environment  # noqa: E402
 

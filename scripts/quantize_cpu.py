@@ -3,13 +3,13 @@ one CPU in one run:
 
     python3 scripts/quantize_cpu.py --data_dir /tmp/cifar10-official --out results/int8-cpu
 
-For each weights file: quantized with `helpers.quantization.quantize`, its activation ranges
+For each weights file: quantized with `helpers.options.quantization.quantize`, its activation ranges
 observed on `--calibration_images` official *training* images (stratified by class, the same
 for every file); both networks tested on the same official test images with the test-time
 augmentation the weights' run measured with, and the answers that changed counted; the
 int8 network saved (OUT/NAME/model-int8.pt, loadable as `model_weights`) and both files' sizes
 recorded. Then every float and int8 network's CPU images/s, measured in turns in one loop
-(helpers.sizes.cpu_images_per_second). Writes OUT/comparison.json and OUT/log.txt.
+(helpers.options.sizes.cpu_images_per_second). Writes OUT/comparison.json and OUT/log.txt.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from helpers.augment import to_nchw  # noqa: E402
 from helpers.data import calibration_set, load_data  # noqa: E402
 from helpers.files import atomic_write_json, read_weights, run_record, save_weights  # noqa: E402
 from helpers.model import count_parameters  # noqa: E402
-from helpers.quantization import ROUTE, engine, quantize  # noqa: E402
+from helpers.options.quantization import ROUTE, engine, quantize  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402
-from helpers.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
+from helpers.options.sizes import (accuracy_entry, cpu_images_per_second, paired_changes,  # noqa: E402
                            predictions)
 from benchmarks.common import environment, start_log  # noqa: E402
 

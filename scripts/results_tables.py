@@ -1,4 +1,4 @@
-"""The generated tables of README.md and results/README.md, from the committed runs under
+"""The generated tables of README.md, results/README.md and docs/, from the committed runs under
 results/ and the parameters' declarations.
 
     python scripts/results_tables.py           rewrite the generated blocks
@@ -34,7 +34,7 @@ from helpers.files import run_record  # noqa: E402
 from helpers.report import (accuracy_summary, grouped, hardware, is_full_length,  # noqa: E402
                             load_runs, recipe_label)
 from helpers.settings import PARAMETERS  # noqa: E402
-from helpers.sizes import read_comparison, size_table  # noqa: E402
+from helpers.options.sizes import read_comparison, size_table  # noqa: E402
 
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
@@ -273,7 +273,7 @@ def ablation_table(results_dir: str) -> str:
 
 
 def under_shift_tables(results_dir: str) -> str:
-    """The README's under-shift tables: each committed network clean and on corrupted copies of
+    """results/README.md's under-shift tables: each committed network clean and on corrupted copies of
     the same test images, then what int8, a smaller network and each recipe cost, paired."""
     run = read_comparison(results_dir, "under-shift")
     if run is None:
@@ -369,7 +369,7 @@ READING_ORDER = (
 FURTHER = (
     ("helpers/stages.py", "how the notebook and the command line string the method together, "
                           "with every check at each stage's door"),
-    ("helpers/fast_step.py", "the same step compiled and captured as a CUDA graph, for GPUs"),
+    ("helpers/options/compiled_step.py", "the same step compiled and captured as a CUDA graph, for GPUs"),
     ("helpers/data.py", "the data: sources, subsets, the validation split, which images they are"),
 )
 
@@ -407,16 +407,16 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
                           "mirror-cost": mirror_cost_table(evaluations),
-                          "sizes": size_table(results_dir, link="results/"),
-                          "under-shift": under_shift_tables(results_dir),
-                          "mirror-training-cost": mirror_training_cost_table(results_dir),
-                          "parameters": parameters_table()},
+                          "mirror-training-cost": mirror_training_cost_table(results_dir)},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
+                "sizes": size_table(results_dir, link=""),
+                "under-shift": under_shift_tables(results_dir),
                 "ablation": ablation_table(results_dir),
                 "bf16-parity": bf16_parity_table(results_dir)},
-            os.path.join("docs", "method.md"): {"reading-order": reading_order(root)}}
+            os.path.join("docs", "method.md"): {"reading-order": reading_order(root)},
+            os.path.join("docs", "parameters.md"): {"parameters": parameters_table()}}
 
 
 def read_page(path: str) -> str:
@@ -433,7 +433,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--results", default=os.path.join(ROOT, "results"))
-    parser.add_argument("--root", default=ROOT, help="the folder holding README.md and results/")
+    parser.add_argument("--root", default=ROOT, help="the folder holding README.md, docs/ and results/")
     args = parser.parse_args()
     stale = []
     for page, blocks in pages(args.results, args.root).items():

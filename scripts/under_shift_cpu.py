@@ -3,8 +3,8 @@
     python scripts/under_shift_cpu.py --data_dir data/cifar10-official      # about 30 minutes
 
 The test images of the image folders (official test images 0-999 for the official pixels) are
-corrupted once, every kind of helpers/corruptions.py at severities 1 to 5 with the seed every
-run uses (stages.CORRUPTION_SEED); then each network predicts them as an evaluation with
+corrupted once, every kind of helpers/options/corruptions.py at severities 1 to 5 with the seed
+every run uses (its CORRUPTION_SEED); then each network predicts them as an evaluation with
 `corruptions=True` does (helpers/inference.py's Predictor, with the test-time augmentation its
 weights record; fp32, or int8 kernels, on the CPU). The int8 versions of the two full networks
 are made as scripts/quantize_cpu.py makes them (calibration on 1,000 official training images).
@@ -28,18 +28,18 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from helpers import corruptions  # noqa: E402
+from helpers.options import corruptions  # noqa: E402
+from helpers.options.corruptions import CORRUPTION_SEED  # noqa: E402
 from helpers.augment import to_nchw  # noqa: E402
 from helpers.data import calibration_set, load_data  # noqa: E402
 from helpers.files import atomic_write_json, read_weights  # noqa: E402
 from helpers.inference import Predictor, predict  # noqa: E402
 from helpers.model import count_parameters  # noqa: E402
-from helpers.quantization import quantize  # noqa: E402
+from helpers.options.quantization import quantize  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402
-from helpers.sizes import accuracy_entry, paired_changes  # noqa: E402
-from helpers.stages import CORRUPTION_SEED  # noqa: E402
+from helpers.options.sizes import accuracy_entry, paired_changes  # noqa: E402
 from benchmarks.common import environment, start_log  # noqa: E402
 
 # name -> (weights file, quantized here?)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.corruptions import (KINDS, PARAMETERS, RANDOM_KINDS, SEVERITIES, corrupt,
+from helpers.options.corruptions import (KINDS, PARAMETERS, RANDOM_KINDS, SEVERITIES, corrupt,
                                  corrupted_sets, fingerprint)
 
 # Not monotone in the script: saturate first removes colour (severities 1-2), then adds it (3-5);
@@ -167,7 +167,7 @@ def _evaluated_under_shift(tmp_path, folder, **parameters):
 
 def test_an_evaluation_under_shift_records_every_kind_and_severity_and_repeats(tmp_path):
     from helpers import stages
-    from helpers.corruptions import KINDS
+    from helpers.options.corruptions import KINDS
 
     run, data, test, shift, metrics = _evaluated_under_shift(tmp_path, "first")
     recorded = metrics["corruptions"]

@@ -14,8 +14,8 @@ from helpers.settings import ConfigError, make_config
 from helpers.data import DataError, make_synthetic
 from helpers.model import (REFERENCE_PARAMETER_COUNT, NetworkShape, count_parameters, device_of,
                            scaled_width)
-from helpers.quantization import Int8Network, quantize
-from helpers.sizes import paired_changes
+from helpers.options.quantization import Int8Network, quantize
+from helpers.options.sizes import paired_changes
 from helpers.step import Distillation
 from helpers.evaluation import predict_logits
 from helpers.files import read_weights, save_weights
@@ -275,7 +275,7 @@ def _write(path, content):
 
 
 def test_the_size_table_is_made_from_the_committed_comparisons(tmp_path):
-    from helpers.sizes import accuracy_entry, size_table
+    from helpers.options.sizes import accuracy_entry, size_table
 
     labels = np.arange(1000) % 10
     right = lambda share: np.where(np.arange(1000) < share * 1000, labels, (labels + 1) % 10)  # noqa: E731

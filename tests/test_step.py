@@ -2,19 +2,22 @@
 here gives way to the next with a warning."""
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
+import copy
 import importlib.util
 import os
 
 from conftest import ROOT
-from helpers.fast_step import (CAPTURED, COMPILED, CompiledStep, choose_step_kind, prepare_step,
-                               warm_up)
+from helpers.options.compiled_step import (CAPTURED, COMPILED, CapturedStep, CompiledStep,
+                                           choose_step_kind, prepare_step, warm_up)
 from helpers.model import ResNet
 from helpers.settings import make_config, recipe_of as resolve_recipe
 from helpers.step import EAGER, TrainingStep
 from helpers.training import make_optimizer
 
-spec = importlib.util.spec_from_file_location("step_check", os.path.join(ROOT, "scripts", "step_check.py"))
+spec = importlib.util.spec_from_file_location("step_check",
+                                              os.path.join(ROOT, "scripts", "step_check.py"))
 step_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(step_check)
 
@@ -51,11 +54,57 @@ def test_warm_up_leaves_weights_statistics_and_momentum_as_they_were():
     warm_up(warmed, batches(1, size=8)[0], sizes=[8, 4])
     for mine, theirs in zip(warmed.model.state_dict().values(), fresh.model.state_dict().values()):
         assert torch.equal(mine, theirs)
-    # The momentum left by the warm-up is zero: the next step is the one a fresh run takes.
+    # The warm-up leaves no momentum: the next step is the one a fresh run takes.
     for images, labels in batches(2):
         assert warmed(images, labels)[0].item() == pytest.approx(fresh(images, labels)[0].item(), abs=1e-6)
     for mine, theirs in zip(warmed.model.parameters(), fresh.model.parameters()):
         assert torch.allclose(mine, theirs, atol=1e-6)
+
+
+def test_warm_up_puts_back_the_momentum_of_a_resumed_run():
+    step = make_step()
+    images, labels = batches(1)[0]
+    step(images, labels)  # the optimizer now holds momentum, as a resumed run's does
+    before = copy.deepcopy(step.optimizer.state_dict()["state"])
+    warm_up(step, (images, labels), sizes=[8])
+    after = step.optimizer.state_dict()["state"]
+    assert before.keys() == after.keys()
+    for index, state in before.items():
+        assert torch.equal(state["momentum_buffer"], after[index]["momentum_buffer"])
+
+
+def test_the_cuda_graph_step_is_the_compiled_one_in_reduce_overhead_mode(monkeypatch):
+    """CUDA graphs need a GPU (tests/test_step_gpu.py), so torch.compile is stood in for here:
+    the step asks for the documented mode and marks each step as a new iteration of the CUDA
+    graph trees, whose replay may then overwrite the previous step's outputs."""
+    options, marks = [], []
+    monkeypatch.setattr(torch, "compile",
+                        lambda function, **asked: options.append(asked) or function)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(True))
+    eager, captured = make_step(), make_step(CapturedStep)
+    for images, labels in batches(2):
+        assert captured(images, labels)[0].item() == pytest.approx(eager(images, labels)[0].item())
+    assert options == [{"mode": "reduce-overhead", "dynamic": False}] and len(marks) == 2
+
+
+def test_a_cuda_graph_step_run_without_graphs_falls_back_to_the_compiled_step(monkeypatch):
+    """torch.compile only counts the graphs it runs without CUDA graphs (every one on a CPU): a
+    step run so is not recorded as the CUDA-graph kind."""
+    def compile_without_graphs(function, mode, **options):
+        def compiled(*args, **kwargs):
+            if mode == "reduce-overhead":
+                counters["inductor"]["cudagraph_skips"] += 1
+            return function(*args, **kwargs)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_without_graphs)
+    network = tiny_network()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    with pytest.warns(UserWarning, match="CUDA graph training step failed.*without CUDA graphs"):
+        step, _, notes = prepare_step(CAPTURED, lambda cls: make_step(cls, network),
+                                      batches(1)[0], sizes=[8])
+    assert step.kind == COMPILED and len(notes) == 1
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
 
 
 def test_a_step_that_fails_to_compile_falls_back_to_eager_with_a_warning(monkeypatch):
@@ -95,7 +144,7 @@ def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capabili
                                           verified, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a test GPU")
-    monkeypatch.setattr("helpers.fast_step.VERIFIED_ON_GPU", verified)
+    monkeypatch.setattr("helpers.options.compiled_step.VERIFIED_ON_GPU", verified)
     kind, why = choose_step_kind(setting, torch.device(device), **extra)
     assert kind == expected and why
     if setting == "auto" and device == "cuda" and expected == EAGER and capability >= (8, 0):
@@ -105,7 +154,7 @@ def test_the_step_chosen_for_each_machine(monkeypatch, setting, device, capabili
 def test_auto_takes_only_kinds_that_passed_the_gpu_check():
     """VERIFIED_ON_GPU lists exactly the step kinds whose tests passed in the committed output of
     tests/test_step_gpu.py (results/gpu-step-check/junit.xml), and none that failed there."""
-    from helpers.fast_step import VERIFIED_ON_GPU
+    from helpers.options.compiled_step import VERIFIED_ON_GPU
 
     assert set(VERIFIED_ON_GPU) == set(step_check.kinds_passed(
         os.path.join(ROOT, "results", "gpu-step-check", "junit.xml")))
@@ -133,6 +182,12 @@ def test_a_kind_passes_only_if_every_case_of_it_passed(tmp_path):
       <testcase name="test_step_matches_eager[graph-fp32]"/>
       <testcase name="test_step_matches_eager[graph-bf16]"><failure message="apart"/></testcase>
       </testsuite></testsuites>""")
+    assert step_check.kinds_passed(str(report)) == (COMPILED,)
+    report.write_text("""<testsuites><testsuite>
+      <testcase name="test_step_matches_eager[compiled-bf16]"/>
+      <testcase name="test_step_matches_eager[graph-bf16]"/>
+      <testcase name="test_step_matches_eager_in_the_training_loop[graph]"><error message="x"/>
+      </testcase></testsuite></testsuites>""")
     assert step_check.kinds_passed(str(report)) == (COMPILED,)
     assert step_check.kinds_passed(str(tmp_path / "none.xml")) == ()
 

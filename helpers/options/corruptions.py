@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Iterable, Iterator, Tuple
+import time
+from typing import Callable, Dict, Iterable, Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -207,3 +208,34 @@ def fingerprint(sets: Iterable[Tuple[str, int, np.ndarray]]) -> str:
         digest.update(f"{kind}|{severity}|{images.shape}\n".encode())
         digest.update(np.ascontiguousarray(images).tobytes())
     return digest.hexdigest()
+
+
+# --- what a run with corruptions=True adds to the pipeline (helpers/stages.py) -----------------
+
+CORRUPTION_SEED = 0  # one seed for every run, so that every network sees the same images
+
+
+def accuracy_under_shift(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                         labels: np.ndarray, show: bool = True) -> dict:
+    """The accuracy (percent) of `predict` ((N, 32, 32, 3) uint8 images -> (N,) labels) on
+    corrupted copies of `images`, every kind at severities 1 to 5, made from CORRUPTION_SEED;
+    what metrics.json records as "corruptions". `show`: a line per kind as it is measured."""
+    accuracy: Dict[str, List[float]] = {kind: [] for kind in KINDS}
+    started = time.perf_counter()
+
+    def scored():
+        """Each corrupted set, once its accuracy is measured (the fingerprint reads them all)."""
+        for kind, severity, corrupted in corrupted_sets(images, seed=CORRUPTION_SEED):
+            accuracy[kind].append(100 * float(np.mean(predict(corrupted) == labels)))
+            if severity == SEVERITIES[-1] and show:
+                print(f"under shift: {kind} at severities 1-5: "
+                      + ", ".join(f"{value:.1f} %" for value in accuracy[kind]), flush=True)
+            yield kind, severity, corrupted
+
+    digest = fingerprint(scored())
+    every = [value for values in accuracy.values() for value in values]
+    return {"severities": list(SEVERITIES), "accuracy": accuracy,
+            "mean_accuracy": float(np.mean(every)), "test_images": len(labels),
+            "fingerprint": digest, "seed": CORRUPTION_SEED,
+            "fidelity": {kind: PARAMETERS[kind]["fidelity"] for kind in accuracy},
+            "seconds": time.perf_counter() - started}

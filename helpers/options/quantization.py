@@ -29,17 +29,17 @@ its inputs are on, and `.to(device)` leaves it there.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .augment import normalize
-from .env import ExplainedError
-from .model import NetworkShape, count_parameters
+from ..augment import normalize, to_nchw
+from ..env import ExplainedError, quiet_deprecations
+from ..model import NetworkShape, count_parameters
+from ..settings import ConfigError
 
 INT8 = "int8"
 ROUTE = "torch.ao.quantization FX graph mode, post-training static"
@@ -53,16 +53,6 @@ def engine() -> str:
     """The quantized engine this PyTorch uses on this CPU ('x86' on Intel and AMD, 'qnnpack'
     on ARM); it chooses the kernels and the observers' defaults."""
     return torch.backends.quantized.engine
-
-
-@contextlib.contextmanager
-def quiet_deprecations():
-    """torch.ao.quantization warns, once per layer, that it is deprecated (see the module
-    docstring for why it is used anyway) and that reduce_range will be; nothing to act on."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*(deprecated|reduce_range|quant_min|must run observer).*")
-        yield
 
 
 def check_available() -> None:
@@ -109,6 +99,11 @@ class Int8Network(nn.Module):
         # Beside the int8 network, not part of it (no submodule): a training run saves it as
         # model.pt. None where the int8 network was loaded from a file.
         object.__setattr__(self, "float_network", float_network)
+
+    def int8_state(self) -> Dict[str, Any]:
+        """What its model.pt holds beside the shape (helpers/files.py's save_weights): how it was
+        quantized, and the int8 state_dict as it is (scales and zero points keep float32)."""
+        return {"quantization": dict(self.record), "model": self.graph.state_dict()}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False), quiet_deprecations():
@@ -161,3 +156,29 @@ def _shapes(state: Dict[str, Any]) -> Dict[str, Any]:
             return [shape(item) for item in value]
         return repr(value)
     return {key: shape(value) for key, value in state.items()}
+
+
+# --- what a run with quantize='int8' adds to the pipeline (helpers/stages.py) -----------------
+
+def check_quantizable(members: Sequence[nn.Module], paths: Sequence[str]) -> None:
+    """Stop at the start, not after training, where quantize='int8' cannot be done: on this
+    PyTorch and CPU, for several networks (`members`, read from `paths`), or for one already int8."""
+    check_available()
+    if len(members) > 1:
+        raise ConfigError(f"quantize='int8' quantizes one network, and model_weights lists "
+                          f"{len(members)}: quantize each model.pt in a run of its own, then "
+                          "list their model-int8.pt files in model_weights as an ensemble")
+    if members and isinstance(members[0], Int8Network):
+        raise ConfigError(f"model_weights={paths[0]!r} is already int8: set "
+                          "quantize='off' to evaluate it as it is")
+
+
+def quantize_calibrated(network: nn.Module, images: np.ndarray, described: str,
+                        batch_size: int) -> Int8Network:
+    """`network` quantized with its activation ranges observed on `images` ((N, 32, 32, 3)
+    uint8 training images, helpers/data.py's calibration_set, described in words by
+    `described`)."""
+    int8 = quantize(network, to_nchw(images), batch_size, described)
+    print(f"quantized to int8 ({ROUTE}, engine {engine()!r}), activation ranges from "
+          f"{described}; the int8 network computes on the CPU")
+    return int8

@@ -3,7 +3,7 @@ interval, answers that change between two networks on the same images, and CPU i
 
 The measurements are made by scripts/distillation_cpu.py (a student alone against the same
 student distilled) and scripts/quantize_cpu.py (float against int8), each in one run; the
-README's and the notebook's size/accuracy table is made from what they committed under results/.
+size/accuracy table of results/README.md is made from what they committed under results/.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluation import format_accuracy, predict_logits, wilson_interval
-from .files import run_record
-from .recipes import NO_TTA, TestTimeAugmentation
-from .report import RESULTS_DIR
+from ..evaluation import format_accuracy, predict_logits, wilson_interval
+from ..files import run_record
+from ..recipes import NO_TTA, TestTimeAugmentation
+from ..report import RESULTS_DIR
 
 ROOT = os.path.dirname(RESULTS_DIR)  # where the results' paths start
 
