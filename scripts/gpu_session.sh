@@ -73,9 +73,15 @@ prepare() {  # here, not on the GPU machine: the parts each call carries
     cp $official/data_batch_3.webp $official/data_batch_4.webp .gpu2/
     cp $official/data_batch_5.webp $official/test-0-999.webp .gpu3/
     cp -r ../shared/device/wheels-py312 .gpu3/
-    local tracked part size over=0
+    local tracked part size over=0 unfinished
     # A call carries the tracked files, the untracked ones git does not ignore, and its part.
-    tracked=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb | tail -1 | cut -f1)
+    # Not counted: an unfinished CPU run's checkpoint.pt (results/*/checkpoint.pt, 38 MB for the
+    # full network), which the GPU run supersedes: take it out of the tree before the calls.
+    tracked=$( (git ls-files -z; git ls-files -z --others --exclude-standard) \
+        | grep -zv '^results/.*/checkpoint\.pt$' | xargs -0 du -cb | tail -1 | cut -f1)
+    unfinished=$(git ls-files 'results/*/checkpoint.pt')
+    [ -z "$unfinished" ] || echo "not counted: $unfinished (before the calls: stop that CPU run," \
+        "then git rm it; the GPU run supersedes it)"
     for part in .gpu1 .gpu2 .gpu3; do
         size=$(( $(du -sb $part | cut -f1) + tracked ))
         echo "$part: $(( size / 1048576 )) MiB with the repository's files (64 MiB at most: $(( (67108864 - size) / 1024 )) KiB to spare)"
