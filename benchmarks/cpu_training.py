@@ -37,7 +37,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from helpers.training import cpu_computes_bf16  # noqa: E402
 from common import environment, finish  # noqa: E402
 
 PLAIN = """
@@ -102,9 +101,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three arms, in turns")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
+    # environment() names the CPU: its model, speed flags and whether it computes bf16.
     result = {**environment(torch.device("cpu")), "threads": torch.get_num_threads(),
-              "cpu_computes_bf16": cpu_computes_bf16(), "images": args.images,
-              "rounds": args.rounds, "batches": {}}
+              "images": args.images, "rounds": args.rounds, "batches": {}}
     with tempfile.TemporaryDirectory() as work:
         for batch_size in args.batch_sizes:
             arms = {"default": lambda: cli_arm(batch_size, args.images, "auto", work),
