@@ -330,9 +330,11 @@ def mirror_training_cost_table(results_dir: str) -> str:
                      f"{run['images_per_second']:,.0f} | {run['commit'][:7]} |")
     changes = record["mirror_vs_official"]
     lines += ["", f"On the same {changes['images']:,} images, training on the mirror instead of the "
-              f"official pixels costs **{record['cost_points']:+.2f} points** at quarter width: "
-              f"{changes['now_wrong']} answers became wrong and {changes['now_right']} right "
-              f"({changes['answer_changed']} changed; McNemar's exact test, two-sided: p = "
+              f"official pixels costs **{record['cost_points']:.2f} points** at quarter width: "
+              f"{changes['now_wrong']} answers became wrong and {changes['now_right']} right, "
+              f"{changes['answer_changed'] - changes['now_wrong'] - changes['now_right']} went "
+              f"from one wrong class to another ({changes['answer_changed']} changed; McNemar's "
+              f"exact test, two-sided: p = "
               f"{mcnemar_exact_p(changes['now_wrong'], changes['now_right']):.2g})."]
     return "\n".join(lines)
 

@@ -406,12 +406,13 @@ def test_a_container_cpu_quota_caps_the_usable_cpus(monkeypatch, tmp_path):
 
 
 def test_dataloader_workers_default_to_the_usable_cpus(monkeypatch, tmp_path):
-    from helpers import stages
+    from helpers import stages, training
     from test_training import tiny_config, train_tiny
 
     monkeypatch.setattr(stages, "usable_cpus", lambda: 1)
     chosen = {}
-    monkeypatch.setattr(stages, "dataloader_batches", lambda *args, **kwargs: chosen.update(kwargs) or [])
+    monkeypatch.setattr(training, "dataloader_batches",
+                        lambda *args, **kwargs: chosen.update(kwargs) or [])
     train_tiny(tiny_config(tmp_path, pipeline="dataloader", num_workers=None, epochs=1))
     assert chosen["num_workers"] == 1
 

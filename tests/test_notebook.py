@@ -84,7 +84,7 @@ def test_the_executed_notebook_opens_by_saying_which_run_it_is(smoke_run):
     folder, executed, _ = smoke_run
     with open(executed) as file:
         cells = json.load(file)["cells"]
-    config_cell = next(c for c in cells if "".join(c["source"]).startswith("config = "))
+    config_cell = next(c for c in cells if "\nconfig = " in "".join(c["source"]))
     opening = "".join("".join(o["data"]["text/markdown"]) for o in config_cell["outputs"]
                       if "text/markdown" in o.get("data", {}))  # text, or a list of its lines
     assert opening.startswith("**This run** trains the `resnet` network with the reference "
