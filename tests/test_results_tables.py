@@ -112,8 +112,9 @@ def test_the_mirror_training_cost_table_reads_its_record_and_says_when_there_is_
                         "n = 1,000) | 60 min (bf16) | 1,100 | abcdef0 |")
     assert table[4].startswith("| mirror training (the same weights) | official 0-999 | 84.00 %")
     assert table[-1] == ("On the same 1,000 images, training on the mirror instead of the official "
-                         "pixels costs **+1.00 points** at quarter width: 50 answers became wrong and "
-                         "40 right (90 changed; McNemar's exact test, two-sided: p = 0.34).")
+                         "pixels costs **1.00 points** at quarter width: 50 answers became wrong and "
+                         "40 right, 0 went from one wrong class to another (90 changed; McNemar's "
+                         "exact test, two-sided: p = 0.34).")
 
 
 def test_mcnemar_exact_p_is_the_two_sided_binomial_tail_of_the_changed_answers():
