@@ -41,10 +41,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 FOLDER_LAYOUT = "FOLDER/train/<class>/ and FOLDER/test/<class>/ holding .png or .jpg files"
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_TEST_PER_CLASS = 500, 50
-# The class-balanced calibration images of int8 quantization are part of the data, not of the
-# run: the same for every seed (the value the subsets were once drawn with, so that
-# calibrations stay as measured).
-CALIBRATION_SEED = 20250401
 
 
 class DataError(ExplainedError, ValueError):
@@ -599,22 +595,3 @@ def summarize(data: CifarData) -> str:
         lines.insert(0, "*** SYNTHETIC DATA: not CIFAR-10; accuracies mean nothing ***")
     return "\n".join(lines)
 
-
-def calibration_set(config, data: CifarData) -> Tuple[ImageSet, str]:
-    """(images, what they are): `calibration_images` training images for int8 quantization,
-    stratified by class and the same for every seed; from the run's training split, or, in an
-    evaluation (which loads no training images otherwise), from the source's training images."""
-    if len(data.train):
-        images, name = data.train, f"{data.origins['train'].name}, the run's training split"
-    else:
-        images, origin, _ = load_source_split(config, "train")
-        name = origin.name
-    wanted = config.calibration_images
-    if wanted > len(images):
-        raise DataError(f"calibration_images={wanted} asks for more than the {len(images):,} "
-                        f"training images at hand ({name}): set calibration_images to at most "
-                        f"{len(images):,}")
-    # Stratified by class like the validation split, with a fixed seed.
-    chosen = stratified_split(images.labels, wanted, CALIBRATION_SEED)[1] if wanted < len(images) \
-        else np.arange(len(images))
-    return images.take(chosen), f"{wanted:,} of {name}"

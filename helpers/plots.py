@@ -19,7 +19,7 @@ def _to_pixels(images: torch.Tensor) -> np.ndarray:
     return denormalize(images.detach().float().cpu()).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
-def _heading(figure: plt.Figure, title: str, fontsize: float = 10) -> None:
+def figure_title(figure: plt.Figure, title: str, fontsize: float = 10) -> None:
     """`title` above the whole figure, each line wrapped to the figure's width."""
     characters = int(figure.get_figwidth() * 72 / (0.55 * fontsize))  # ~0.55 em per character
     # Paths and names are never split: lines break only between words.
@@ -39,7 +39,7 @@ def _image_grid(pixels: np.ndarray, titles: Sequence[str], columns: int, title: 
     for axis, image, text in zip(axes.flat, pixels, titles):
         axis.imshow(image, interpolation="nearest")
         axis.set_title(text, fontsize=8)
-    _heading(figure, title, fontsize=12)
+    figure_title(figure, title, fontsize=12)
     return figure
 
 
@@ -81,7 +81,7 @@ def training_curves(history: List[dict], title: Optional[str] = None) -> plt.Fig
         axis.grid(alpha=0.3, which="both")
         axis.legend()
     if title:
-        _heading(figure, title)
+        figure_title(figure, title)
     figure.tight_layout()
     return figure
 
@@ -94,7 +94,7 @@ def lr_schedule(history: List[dict], title: str = "Learning-rate schedule") -> p
     axis.set(xlabel="epoch", ylabel="learning rate", yscale="log")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
-    _heading(figure, title)
+    figure_title(figure, title)
     figure.tight_layout()
     return figure
 
@@ -116,7 +116,7 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: Sequence[
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", xticklabels=classes,
                 yticklabels=classes, ax=axis, cbar=False)
     axis.set(xlabel="predicted", ylabel="true")
-    _heading(figure, f"Confusion matrix\n{images}", fontsize=12)
+    figure_title(figure, f"Confusion matrix\n{images}", fontsize=12)
     figure.tight_layout()
     return figure
 
@@ -132,7 +132,7 @@ def per_class_accuracy(true: np.ndarray, predicted: np.ndarray, classes: Sequenc
     counts = np.bincount(true, minlength=len(classes))
     axis.set_xticks(range(len(classes)), [f"{name}\n(n = {n})" for name, n in zip(classes, counts)])
     axis.set(ylabel="accuracy (%)", ylim=(0, 110))  # room for a label above 100 %
-    _heading(figure, f"Per-class accuracy\n{images}", fontsize=12)
+    figure_title(figure, f"Per-class accuracy\n{images}", fontsize=12)
     axis.tick_params(axis="x", rotation=30)
     figure.tight_layout()
     return figure
@@ -152,8 +152,8 @@ def reliability_diagram(confidence: np.ndarray, correct: np.ndarray, images: str
     axis.plot(centres[filled], 100 * table["confidence"][filled], "o", color="C3",
               label="mean confidence")
     axis.set(ylabel="accuracy (%)", ylim=(0, 100))
-    _heading(figure, f"Reliability diagram, ECE {expected_calibration_error(confidence, correct):.2f} %"
-             f"\n{images}", fontsize=12)
+    ece = expected_calibration_error(confidence, correct)
+    figure_title(figure, f"Reliability diagram, ECE {ece:.2f} %\n{images}", fontsize=12)
     axis.legend(loc="upper left")
     share_axis.bar(centres, 100 * table["count"] / max(len(confidence), 1), width=width * 0.9,
                    color="gray")
@@ -175,25 +175,6 @@ def misclassified_gallery(images: np.ndarray, true: np.ndarray, predicted: np.nd
     return _image_grid(images[chosen] / 255.0, titles, 8,
                        f"Most confident mistakes: {len(wrong):,} of {len(true):,} wrong "
                        f"(accuracy {accuracy:.2f} %)\n{name}")
-
-
-def accuracy_under_shift(accuracy: dict, severities: Sequence[int], clean: float,
-                         images: str) -> plt.Figure:
-    """Accuracy against severity for each kind of corruption, with the clean accuracy as a
-    line; `images` names the test images."""
-    figure, axis = plt.subplots(figsize=(9, 5))
-    markers = "osD^v<>phX*P"
-    for index, (kind, values) in enumerate(accuracy.items()):
-        axis.plot(severities, values, marker=markers[index % len(markers)], label=kind,
-                  color=plt.get_cmap("tab20")(index))
-    axis.axhline(clean, color="black", linestyle="--", label=f"clean {clean:.1f} %")
-    axis.set(xlabel="severity", ylabel="accuracy (%)", xticks=list(severities), ylim=(0, 100))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, ncol=2, loc="lower left")
-    _heading(figure, f"Accuracy under shift: corrupted copies of the test images\n{images}",
-             fontsize=12)
-    figure.tight_layout()
-    return figure
 
 
 def save_figure(figure: plt.Figure, folder: str, name: str) -> str:

@@ -321,29 +321,6 @@ def measured_lines(runs: List[dict], evaluations: List[dict]) -> List[str]:
     return lines
 
 
-# --- under shift ---------------------------------------------------------------------------
-
-def shift_table(shift: dict, clean_accuracy: float) -> MarkdownText:
-    """Accuracy on each kind of corrupted test images at each severity, with its 95 % interval,
-    the clean accuracy and the mean; "approximate" kinds are marked."""
-    n = shift["test_images"]
-    severities = shift["severities"]
-    lines = ["| corruption | " + " | ".join(f"severity {s}" for s in severities) + " |",
-             "|---|" + "---|" * len(severities)]
-    for kind, values in shift["accuracy"].items():
-        mark = "" if shift.get("fidelity", {}).get(kind, "").startswith("as in") else " (approximate)"
-        lines.append(f"| {kind}{mark} | " + " | ".join(
-            f"{value:.1f} % ({interval_text(value, n).split(', n')[0]})" for value in values) + " |")
-    lines.append(f"| **mean of these kinds** | " + " | ".join(
-        f"{np.mean([v[i] for v in shift['accuracy'].values()]):.1f} %"
-        for i in range(len(severities))) + " |")
-    return MarkdownText(
-        "\n".join(lines) + f"\n\nClean: {format_accuracy(clean_accuracy, n)}; under shift, mean "
-        f"over all kinds and severities {shift['mean_accuracy']:.1f} % (n = {n:,} images each; "
-        f"fingerprint of the corrupted images {shift['fingerprint'][:12]}). The mean is over "
-        "these kinds only: it is not comparable with published CIFAR-10-C means.")
-
-
 # --- the epochs ----------------------------------------------------------------------------
 
 def format_history(history: List[dict]) -> str:

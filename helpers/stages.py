@@ -33,7 +33,7 @@ from . import model as networks
 from . import plots, report
 from .augment import (augment_batch, draw_parameters, epoch_batches, epoch_generator,
                       to_device_tensors)
-from .data import CifarData, calibration_set, load_data, summarize
+from .data import CifarData, load_data, summarize
 from .distributed import DistributedContext, init_distributed, main_rank_first
 from .env import (PAPERMILL, DisplayedText, ExplainedError, in_notebook, keep_freed_memory,
                   launcher, progress_bar, progress_mode, rerun_hint, setting, usable_cpus)
@@ -470,7 +470,7 @@ def quantized(run: Run, data: CifarData, result: TrainingResult) -> TrainingResu
     activation ranges observed on training images only; unchanged otherwise."""
     if run.config.quantize != "int8":
         return result
-    from .options.quantization import quantize_calibrated
+    from .options.quantization import calibration_set, quantize_calibrated
 
     network = result.members[0] if result.members else result.network
     calibration, described = calibration_set(run.config, data)
@@ -645,15 +645,19 @@ def shift_table(run: Run, test: TestEvaluation, shift: Optional[dict]) -> report
         return report.MarkdownText("Not tested under shift: set "
                                    f"{setting('corruptions', True)} to test on corrupted copies "
                                    "of the test images.")
-    return report.shift_table(shift, test.accuracy)
+    from .options.corruptions import shift_table
+
+    return shift_table(shift, test.accuracy)
 
 
 def shift_figures(run: Run, data: CifarData, test: TestEvaluation,
                   shift: Optional[dict]) -> Dict[str, plt.Figure]:
     if shift is None:
         return {}
-    return _saved(run, {"accuracy_under_shift": plots.accuracy_under_shift(
-        shift["accuracy"], shift["severities"], test.accuracy, tested(run, data))})
+    from .options.corruptions import shift_figure
+
+    figure = shift_figure(shift, test.accuracy, tested(run, data))
+    return _saved(run, {"accuracy_under_shift": figure})
 
 
 def history(run: Run, result: TrainingResult) -> Tuple[List[dict], str]:

@@ -31,11 +31,11 @@ import torch  # noqa: E402
 from helpers.options import corruptions  # noqa: E402
 from helpers.options.corruptions import CORRUPTION_SEED  # noqa: E402
 from helpers.augment import to_nchw  # noqa: E402
-from helpers.data import calibration_set, load_data  # noqa: E402
+from helpers.data import load_data  # noqa: E402
 from helpers.files import atomic_write_json, read_weights  # noqa: E402
 from helpers.inference import Predictor, predict  # noqa: E402
 from helpers.model import count_parameters  # noqa: E402
-from helpers.options.quantization import quantize  # noqa: E402
+from helpers.options.quantization import calibration_set, quantize  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402

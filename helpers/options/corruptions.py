@@ -20,11 +20,16 @@ import io
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Tuple
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+
+from ..evaluation import format_accuracy, interval_text
+from ..plots import figure_title
+from ..report import MarkdownText
 
 SEVERITIES = (1, 2, 3, 4, 5)
 SIZE = 32  # the script's parameters are for 32x32 images
@@ -239,3 +244,45 @@ def accuracy_under_shift(predict: Callable[[np.ndarray], np.ndarray], images: np
             "fingerprint": digest, "seed": CORRUPTION_SEED,
             "fidelity": {kind: PARAMETERS[kind]["fidelity"] for kind in accuracy},
             "seconds": time.perf_counter() - started}
+
+
+def shift_table(shift: dict, clean_accuracy: float) -> MarkdownText:
+    """Accuracy on each kind of corrupted test images at each severity, with its 95 % interval,
+    the clean accuracy and the mean; "approximate" kinds are marked."""
+    n = shift["test_images"]
+    severities = shift["severities"]
+    lines = ["| corruption | " + " | ".join(f"severity {s}" for s in severities) + " |",
+             "|---|" + "---|" * len(severities)]
+    for kind, values in shift["accuracy"].items():
+        exact = shift.get("fidelity", {}).get(kind, "").startswith("as in")
+        mark = "" if exact else " (approximate)"
+        lines.append(f"| {kind}{mark} | " + " | ".join(
+            f"{value:.1f} % ({interval_text(value, n).split(', n')[0]})" for value in values)
+            + " |")
+    lines.append("| **mean of these kinds** | " + " | ".join(
+        f"{np.mean([v[i] for v in shift['accuracy'].values()]):.1f} %"
+        for i in range(len(severities))) + " |")
+    return MarkdownText(
+        "\n".join(lines) + f"\n\nClean: {format_accuracy(clean_accuracy, n)}; under shift, mean "
+        f"over all kinds and severities {shift['mean_accuracy']:.1f} % (n = {n:,} images each; "
+        f"fingerprint of the corrupted images {shift['fingerprint'][:12]}). The mean is over "
+        "these kinds only: it is not comparable with published CIFAR-10-C means.")
+
+
+def shift_figure(shift: dict, clean: float, images: str) -> plt.Figure:
+    """Accuracy against severity for each kind of corruption in `shift` (accuracy_under_shift's
+    record), with the clean accuracy as a line; `images` names the test images."""
+    figure, axis = plt.subplots(figsize=(9, 5))
+    markers = "osD^v<>phX*P"
+    for index, (kind, values) in enumerate(shift["accuracy"].items()):
+        axis.plot(shift["severities"], values, marker=markers[index % len(markers)], label=kind,
+                  color=plt.get_cmap("tab20")(index))
+    axis.axhline(clean, color="black", linestyle="--", label=f"clean {clean:.1f} %")
+    axis.set(xlabel="severity", ylabel="accuracy (%)", xticks=list(shift["severities"]),
+             ylim=(0, 100))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2, loc="lower left")
+    figure_title(figure, f"Accuracy under shift: corrupted copies of the test images\n{images}",
+                 fontsize=12)
+    figure.tight_layout()
+    return figure
