@@ -84,7 +84,16 @@ class CifarData:
     @property
     def description(self) -> str:
         """"CIFAR-10 official training images; official test images 0–999 (n = 1,000)"."""
-        return describe(self.origins.get("train"), self.origins["test"], len(self.test))
+        train, test = self.origins.get("train"), self.origins["test"]
+        if train is None:  # an evaluation: the test images alone
+            return self.test_name
+        if train.family != test.family:
+            return f"{train.name}; {self.test_name}"
+        if not (train.part and test.part):  # synthetic, or unknown folders
+            return f"{train.family}: training and test images (n = {len(self.test):,})"
+        if not test.part.startswith("official"):  # "test images" alone would not say which copy
+            return f"{train.name}; {self.test_name}"
+        return f"{train.name}; {test.part}{test.subset_text} (n = {len(self.test):,})"
 
     @property
     def test_name(self) -> str:
@@ -186,9 +195,6 @@ class SplitOrigin:
         """", the first 50 of each class" (see subset_rule)."""
         return f", {subset_rule(self.subset)}" if self.subset else ""
 
-    def with_subset(self, subset: Optional[int]) -> "SplitOrigin":
-        return replace(self, subset=subset)
-
     def to_dict(self) -> dict:
         return {"name": self.name, "known": self.known, "images_in_source": self.images,
                 "subset": self.subset, "fingerprints": dict(self.fingerprints)}
@@ -204,21 +210,6 @@ def identify(split: str, source: str, fingerprints: Dict[str, str], images: int)
         if known.split == split and fingerprints.get(known.kind) == known.fingerprint:
             return SplitOrigin(known.family, known.part, True, images, fingerprints)
     return SplitOrigin(UNKNOWN, "", False, images, fingerprints)
-
-
-def describe(train: Optional[SplitOrigin], test: SplitOrigin, test_images: int) -> str:
-    """The data of a run in the field's terms: "CIFAR-10 official training images; official
-    test images 0–999 (n = 1,000)". Without training images (an evaluation), the test part."""
-    tested = f"{test.name} (n = {test_images:,})"
-    if train is None:
-        return tested
-    if train.family != test.family:
-        return f"{train.name}; {tested}"
-    if not (train.part and test.part):  # synthetic, or unknown folders
-        return f"{train.family}: training and test images (n = {test_images:,})"
-    if not test.part.startswith("official"):  # "test images" alone would not say of which copy
-        return f"{train.name}; {tested}"
-    return f"{train.name}; {test.part}{test.subset_text} (n = {test_images:,})"
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -405,10 +396,8 @@ def load_folder(data_dir: str, split: str, subset: Optional[int] = None
     sizes and times, in fingerprint_cache(); a changed file makes them anew."""
     check_data_dir(data_dir)
     paths, labels = list_image_folder(os.path.join(data_dir, split))
-    chosen = np.arange(len(labels))
-    if subset is not None:
-        check_subset_size(subset, len(labels), split)
-        chosen = balanced_subset_indices(labels, subset, split)
+    chosen = (np.arange(len(labels)) if subset is None else
+              balanced_subset_indices(labels, subset, split))
     listing = listing_fingerprint(paths)
     remembered = _remembered()
     fingerprints = remembered.get(listing)
@@ -428,7 +417,7 @@ def load_folder(data_dir: str, split: str, subset: Optional[int] = None
     else:
         images = ImageSet(read_images([paths[i] for i in chosen], labels[chosen])[0], labels[chosen])
         how = f"decoded {len(chosen):,} files"
-    origin = identify(split, "folder", fingerprints, len(labels)).with_subset(subset)
+    origin = replace(identify(split, "folder", fingerprints, len(labels)), subset=subset)
     return images, origin, how
 
 
@@ -451,26 +440,6 @@ def make_synthetic(train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
 
 
 # --- subset and split ------------------------------------------------------------------------
-
-def check_subset_size(subset: int, available: int, split: str = "train") -> None:
-    if not 10 <= subset <= available:
-        raise DataError(f"{split}_subset={subset} must be between 10 and the {available} "
-                        f"{'training' if split == 'train' else 'test'} images available")
-
-
-def balanced_counts(size: int) -> np.ndarray:
-    """Images per class in a class-balanced subset of `size`: equal, the first classes taking
-    one more where `size` is not a multiple of ten."""
-    counts = np.full(10, size // 10)
-    counts[:size % 10] += 1
-    return counts
-
-
-def largest_balanced_size(labels: np.ndarray) -> int:
-    available = np.bincount(labels, minlength=10)
-    return max(size for size in range(len(labels) + 1)
-               if np.all(balanced_counts(size) <= available))
-
 
 def _per_class_counts(labels: np.ndarray, total: int) -> np.ndarray:
     """Split `total` over the classes in proportion to their sizes (largest remainder)."""
@@ -498,13 +467,21 @@ def balanced_subset_indices(labels: np.ndarray, size: int, split: str = "train")
     reader can state, which picks the same images from every copy of CIFAR-10 and does not hang
     on the luck of one random draw. A DataError where a class has too few images for it (a test
     folder of official test images 0–999 has 86 to 112 of each class)."""
-    counts, available = balanced_counts(size), np.bincount(labels, minlength=10)
+    if not 10 <= size <= len(labels):
+        raise DataError(f"{split}_subset={size} must be between 10 and the {len(labels)} "
+                        f"{'training' if split == 'train' else 'test'} images available")
+    # Equal counts, the first classes taking one more where `size` is not a multiple of ten.
+    counts, available = np.full(10, size // 10), np.bincount(labels, minlength=10)
+    counts[:size % 10] += 1
     short = np.flatnonzero(counts > available)
     if len(short):
         c = short[0]
+        # The largest such subset: ten times the rarest class's count, plus one for each class
+        # before the first of the rarest.
+        largest = int(10 * available.min() + np.argmax(available == available.min()))
         raise DataError(f"{split}_subset={size} asks for {counts[c]} images of class "
                         f"{CIFAR10_CLASSES[c]!r}, which has only {available[c]} here: a "
-                        f"class-balanced subset can have at most {largest_balanced_size(labels):,} "
+                        f"class-balanced subset can have at most {largest:,} "
                         f"images; or use {split}_subset=None for all {len(labels):,}, "
                         "in their own class proportions")
     return _pick(labels, counts)
@@ -542,9 +519,8 @@ def load_source_split(config, split: str, subset: Optional[int] = None
     origin = identify(split, config.data_source,
                       {"pixels": pixel_fingerprint(images.images, images.labels)}, len(images))
     if subset is not None:
-        check_subset_size(subset, len(images), split)
         images = images.take(balanced_subset_indices(images.labels, subset, split))
-    return images, origin.with_subset(subset), ""
+    return images, replace(origin, subset=subset), ""
 
 
 def load_data(config) -> CifarData:

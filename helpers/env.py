@@ -44,13 +44,12 @@ class ExplainedError(Exception):
 
 NOTEBOOK, PAPERMILL, COMMAND_LINE, PYTHON = "notebook", "papermill", "command line", "python"
 PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects for -p
-CLI_MODULE = "helpers.cli"
 
 
 def _run_as_command_line() -> bool:
     """Whether this process was started as `python -m helpers.cli` (torchrun starts it so too)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return getattr(spec, "name", None) == CLI_MODULE
+    return getattr(spec, "name", None) == "helpers.cli"
 
 
 def runs_program(arguments: list, program: str) -> bool:
@@ -286,9 +285,7 @@ class DisplayedText:
     is saved as it was first drawn, "0%|          | 0/7", however far it got."""
 
     encoding = "utf-8"  # tqdm draws its bar in block characters, not '#'
-
-    def __init__(self):
-        self.handle = None
+    handle = None  # the display, once the first text is shown
 
     def write(self, text: str) -> None:
         text = text.replace("\r", "").strip()

@@ -53,9 +53,6 @@ class DiskFullError(ExplainedError, OSError):
 
 # --- atomic writes --------------------------------------------------------------------------
 
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
@@ -97,7 +94,7 @@ def atomic_write(path: str, write: Callable[[io.BytesIO], None]) -> None:
     except BaseException as error:
         if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
-        if isinstance(error, OSError) and error.errno in NO_SPACE:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _no_space(path, len(content)) from None
         raise
 

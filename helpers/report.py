@@ -11,15 +11,17 @@ import os
 import platform
 import statistics
 import subprocess
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torchvision
 
-from .data import subset_rule
+from .data import SYNTHETIC, subset_rule
 from .env import cpu_record
-from .evaluation import accuracy_interval, format_accuracy, interval_text, per_class_scores
+from .evaluation import (accuracy_interval, format_accuracy, format_per_class, interval_text,
+                         per_class_scores)
 from .files import run_record
 from .model import REFERENCE_PARAMETER_COUNT, NetworkShape
 from .training import cpu_computes_bf16
@@ -28,11 +30,7 @@ class MarkdownText(str):
     """Text in Markdown that a notebook renders and a log shows as it is: IPython's Markdown
     object would print as "<IPython.core.display.Markdown object>" in papermill's log."""
 
-    def _repr_markdown_(self) -> str:
-        return str(self)
-
-    def __repr__(self) -> str:
-        return str(self)
+    _repr_markdown_ = __repr__ = str.__str__
 
 
 REFERENCE_TEST_ACCURACY = 93.41  # percent, the Spring 2025 report, official CIFAR-10 test set
@@ -41,13 +39,10 @@ SYNTHETIC_WARNING = "SYNTHETIC DATA: these numbers say nothing about CIFAR-10"
 
 def device_name(device: torch.device) -> str:
     """'cuda: NVIDIA H100 80GB HBM3' or 'cpu'."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return "cpu"
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
 
 
 COMMIT_VARIABLE = "CIFAR10_RESNET_COMMIT"  # the commit, where the code travels without .git
-NO_COMMIT = ("unknown", "")
 
 
 def git_commit(folder: str = os.path.dirname(os.path.abspath(__file__))) -> Optional[str]:
@@ -79,7 +74,7 @@ def commit_and_reason(folder: str = os.path.dirname(os.path.abspath(__file__))
     except (OSError, subprocess.SubprocessError) as error:
         why = f"git did not answer ({type(error).__name__})"
     given = os.environ.get(COMMIT_VARIABLE, "").strip()
-    if given not in NO_COMMIT:
+    if given not in ("unknown", ""):
         return given, f"{why}; the commit is as {COMMIT_VARIABLE} gives it"
     return None, f"{why}; set {COMMIT_VARIABLE} to record it"
 
@@ -243,26 +238,19 @@ def load_runs(results_dir: str = RESULTS_DIR, evaluations: bool = False) -> List
     return runs
 
 
-def group_key(run: dict) -> tuple:
-    config = {k: v for k, v in run["config"].items() if k not in INCIDENTAL}
-    return json.dumps(config, sort_keys=True), run["device"], run["commit"]
-
-
 def grouped(runs: List[dict]) -> List[List[dict]]:
     """Runs of one setting together (by seed), GPU before CPU, reference first, as shipped
     before its variants."""
     groups: Dict[tuple, List[dict]] = {}
     for run in runs:
-        groups.setdefault(group_key(run), []).append(run)
-
-    def order(group: List[dict]) -> tuple:
-        run = group[0]
-        return (run["device"] == "cpu", run["recipe"] != "reference",
-                bool(run["config"].get("recipe_overrides")), run["val_images"])
-
+        config = {k: v for k, v in run["config"].items() if k not in INCIDENTAL}
+        key = json.dumps(config, sort_keys=True), run["device"], run["commit"]
+        groups.setdefault(key, []).append(run)
     for group in groups.values():
         group.sort(key=lambda r: r["seed"])
-    return sorted(groups.values(), key=order)
+    return sorted(groups.values(), key=lambda group: (
+        group[0]["device"] == "cpu", group[0]["recipe"] != "reference",
+        bool(group[0]["config"].get("recipe_overrides")), group[0]["val_images"]))
 
 
 def is_full_length(run: dict) -> bool:
@@ -358,19 +346,15 @@ def images_words(size: Optional[int], split: str) -> str:
     return f"{size:,} {split} images ({subset_rule(size)})" if size else f"all {split} images"
 
 
-def source_words(data_source: str, data_dir: str) -> str:
-    return {"torchvision": f"CIFAR-10 as torchvision downloads it into `{data_dir}`",
-            "folder": f"the image folders in `{data_dir}`",
-            "synthetic": "SYNTHETIC images (not CIFAR-10)"}[data_source]
-
-
 def heading(config, recipe_name: str, resumed_after: Optional[int],
             changed: Sequence[str]) -> MarkdownText:
     """What a run does, in a sentence of Markdown, and the parameters set away from their
     defaults (`changed`, as "`name=value`"): the opening of every executed notebook (and of the
     command line's output), so that saved outputs always say which run made them."""
     tested = images_words(config.test_subset, "test")
-    source = source_words(config.data_source, config.data_dir)
+    source = {"torchvision": f"CIFAR-10 as torchvision downloads it into `{config.data_dir}`",
+              "folder": f"the image folders in `{config.data_dir}`",
+              "synthetic": SYNTHETIC}[config.data_source]
     if config.evaluate_only:
         weights = " and ".join(f"`{path}`" for path in config.model_weights)
         does = f"evaluates {weights}, trained elsewhere, on {tested} of {source}"
@@ -431,8 +415,6 @@ def quality_report(test, test_name: str, classes: Sequence[str],
                    members: Sequence[str] = ()) -> str:
     """Accuracy, calibration error, per-class precision/recall/F1 (helpers/evaluation.py's
     TestEvaluation `test` on the images `test_name` names), and an ensemble's `members` alone."""
-    from .evaluation import format_per_class
-
     lines = [f"test accuracy {format_accuracy(test.accuracy, len(test.labels))} on {test_name}",
              f"(the report: {REFERENCE_TEST_ACCURACY:.2f} % on all 10,000 official test images)",
              f"expected calibration error {test.ece:.2f} % (15 bins)", "",
@@ -443,23 +425,20 @@ def quality_report(test, test_name: str, classes: Sequence[str],
     return "\n".join(lines)
 
 
-def confusions(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
-               shown: int = 3) -> MarkdownText:
+def confusions(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> MarkdownText:
     """What this run's confusion matrix shows, in a sentence: the classes it predicted, and its
     most frequent confusions with their counts; nothing is said that the counts do not show."""
     wrong = labels != predicted
     used = np.unique(predicted)
     if len(used) < len(classes):
-        said = (f"This network predicted only {len(used)} of the {len(classes)} classes "
-                f"({', '.join(classes[c] for c in used)}), so its mistakes say more about "
-                "its training than about which classes look alike.")
-        return MarkdownText(said)
+        return MarkdownText(f"This network predicted only {len(used)} of the {len(classes)} "
+                            f"classes ({', '.join(classes[c] for c in used)}), so its mistakes "
+                            "say more about its training than about which classes look alike.")
     if not wrong.any():
         return MarkdownText("It made no mistakes on these images.")
-    pairs: Dict[Tuple[int, int], int] = {}
-    for true, guess in zip(labels[wrong], predicted[wrong]):
-        pairs[int(true), int(guess)] = pairs.get((int(true), int(guess)), 0) + 1
-    top = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:shown]
+    pairs = Counter(zip(labels[wrong].tolist(), predicted[wrong].tolist()))
+    # Ties in the order of the classes, not in the order first seen (Counter.most_common's).
+    top = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:3]
     listed = "; ".join(f"{classes[t]} taken for {classes[g]} {n} time{'s' * (n != 1)}"
                        for (t, g), n in top)
     return MarkdownText(f"Its most frequent confusions ({int(wrong.sum()):,} mistakes in all): "

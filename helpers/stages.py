@@ -43,7 +43,8 @@ from .files import (CheckpointError, DiskFullError, atomic_write_json, load_chec
 from .inference import Predictor, load_kaggle_test, predict, views_text, write_submission
 from .model import PARAMETER_BUDGET, REFERENCE_PARAMETER_COUNT, NetworkShape, count_parameters
 from .recipes import TTA_SETTINGS, Recipe, TestTimeAugmentation
-from .settings import PARAMETERS, ConfigError, RunConfig, config_differences, recipe_of
+from .settings import (PARAMETERS, ConfigError, RunConfig, _require, config_differences,
+                       recipe_of)
 from .step import EAGER, TrainingStep, eager_reason
 from .training import (NonFiniteLossError, Training, TrainingResult, cpu_computes_bf16,
                        epoch_source, evaluation_amp, fit, make_optimizer, make_scheduler,
@@ -79,11 +80,6 @@ class Run:
         return os.path.join(self.config.output_dir, name)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 # --- start: every check before any work -----------------------------------------------------
 
 def start(config: RunConfig) -> Run:
@@ -111,7 +107,7 @@ def start(config: RunConfig) -> Run:
              "(it is the global batch)")
     check_writable("output_dir", config.output_dir)
     check_writable("figures_dir", config.figures_folder)
-    shape = network_shape(config)
+    shape = NetworkShape(config.architecture, config.width_multiplier, config.blocks)
     check_parameter_budget(shape.build(), f"architecture={shape}")
     if config.kaggle_test_pkl is not None:
         load_kaggle_test(config.kaggle_test_pkl)
@@ -120,9 +116,8 @@ def start(config: RunConfig) -> Run:
     if config.quantize == "int8":
         from .options.quantization import check_quantizable
         check_quantizable([network for network, _ in weights], config.model_weights or ())
-    if config.teacher_weights is not None:
-        for path in config.teacher_weights:
-            read_weights(path, None, "teacher_weights")
+    for path in config.teacher_weights or ():
+        read_weights(path, None, "teacher_weights")
     recipe = recipe_of(config)
     tta, tta_source = (recipe.tta,), f"recipe={recipe.name!r}"
     if config.evaluate_only:
@@ -147,11 +142,6 @@ def check_writable(name: str, folder: str) -> None:
             pass
     except OSError as error:
         raise ConfigError(f"{name}={folder!r} is not a writable folder: {error.strerror}") from None
-
-
-def network_shape(config: RunConfig) -> NetworkShape:
-    """The network a training run builds: architecture, width multiplier, blocks per stage."""
-    return NetworkShape(config.architecture, config.width_multiplier, config.blocks)
 
 
 def check_parameter_budget(network: nn.Module, name: str) -> int:
@@ -253,8 +243,9 @@ def load(run: Run) -> CifarData:
 
 def build_network(run: Run) -> nn.Module:
     """The run's network, initialised from the run's seed; its size is checked."""
-    torch.manual_seed(run.config.seed)
-    shape = network_shape(run.config)
+    config = run.config
+    torch.manual_seed(config.seed)
+    shape = NetworkShape(config.architecture, config.width_multiplier, config.blocks)
     network = shape.build()
     params = check_parameter_budget(network, f"architecture={shape}")
     if shape == NetworkShape():
@@ -319,8 +310,10 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
     """The epoch loop (helpers/training.py's fit) with this run's data, and around it what is
     not the method: checkpoints, the epoch lines, the progress bar, the interrupt message."""
     config, device, context = run.config, run.device, run.context
-    steps = len(epoch_batches(len(data.train), config.batch_size, epoch_generator(0, 0), 0,
-                              context.world_size))
+    # Every epoch has the same batch sizes, in another order of images: epoch 0's.
+    sizes = [len(b) for b in epoch_batches(len(data.train), config.batch_size,
+                                           epoch_generator(0, 0), 0, context.world_size)]
+    steps = len(sizes)
     shown = progress_mode(config.progress) if context.is_main else "none"
 
     def log(message: str) -> None:
@@ -336,7 +329,7 @@ def _fit(run: Run, data: CifarData, network: nn.Module, teacher: Optional[nn.Mod
     if run.resume_state is not None:
         _resume(run, training, log)
     workers = usable_cpus() if config.num_workers is None else config.num_workers
-    warmup_s = _prepare_step(run, training, data, log, workers)
+    warmup_s = _prepare_step(run, training, data, log, workers, sizes)
     bar = DisplayedText() if in_notebook() else None  # one bar per cell, updated in place
 
     def progress(batches, epoch: int):
@@ -404,7 +397,8 @@ def _resume(run: Run, training: Training, log) -> None:
         log(f"resumed from {path} after epoch {state['epoch']} of {epochs}")
 
 
-def _prepare_step(run: Run, training: Training, data: CifarData, log, workers: int) -> float:
+def _prepare_step(run: Run, training: Training, data: CifarData, log, workers: int,
+                  sizes: List[int]) -> float:
     """The training step `compile` asks for on this machine, compiled now, on a batch that
     training never uses (epoch 0's), so its cost is not in any epoch's time; returns that cost
     in seconds. The eager step needs no preparation, nor helpers/options/compiled_step.py."""
@@ -422,11 +416,9 @@ def _prepare_step(run: Run, training: Training, data: CifarData, log, workers: i
         source = epoch_source(data.train.images, data.train.labels, run.recipe.augmentation,
                               batch_size=config.batch_size, seed=config.seed, device=run.device,
                               pipeline=config.pipeline, num_workers=workers, context=context)
-        sizes = sorted({len(b) for b in epoch_batches(len(data.train), config.batch_size,
-                                                      epoch_generator(0, 0), 0,
-                                                      context.world_size)}, reverse=True)
         batch = next(iter(source(0))) if kind != EAGER else None
-        training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch, sizes)
+        training.step, warmup_s, fallbacks = prepare_step(kind, training.make_step, batch,
+                                                          sorted(set(sizes), reverse=True))
     warmed = f", {warmup_s:.1f} s to compile before epoch 1" if warmup_s else ""
     loading = f"; {workers} DataLoader workers" if config.pipeline == "dataloader" else ""
     memory = "channels_last" if training.channels_last else "contiguous"
@@ -470,7 +462,8 @@ def quantized(run: Run, data: CifarData, result: TrainingResult) -> TrainingResu
     activation ranges observed on training images only; unchanged otherwise."""
     if run.config.quantize != "int8":
         return result
-    from .options.quantization import calibration_set, quantize_calibrated
+    from .options.calibration import calibration_set
+    from .options.quantization import quantize_calibrated
 
     network = result.members[0] if result.members else result.network
     calibration, described = calibration_set(run.config, data)
@@ -647,7 +640,7 @@ def shift_table(run: Run, test: TestEvaluation, shift: Optional[dict]) -> report
                                    "of the test images.")
     from .options.corruptions import shift_table
 
-    return shift_table(shift, test.accuracy)
+    return report.MarkdownText(shift_table(shift, test.accuracy))
 
 
 def shift_figures(run: Run, data: CifarData, test: TestEvaluation,

@@ -26,7 +26,8 @@ from helpers.augment import to_nchw  # noqa: E402
 from helpers.data import load_data  # noqa: E402
 from helpers.files import atomic_write_json, read_weights, run_record, save_weights  # noqa: E402
 from helpers.model import count_parameters  # noqa: E402
-from helpers.options.quantization import ROUTE, calibration_set, engine, quantize  # noqa: E402
+from helpers.options.calibration import calibration_set  # noqa: E402
+from helpers.options.quantization import ROUTE, engine, quantize  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402

@@ -35,7 +35,8 @@ from helpers.data import load_data  # noqa: E402
 from helpers.files import atomic_write_json, read_weights  # noqa: E402
 from helpers.inference import Predictor, predict  # noqa: E402
 from helpers.model import count_parameters  # noqa: E402
-from helpers.options.quantization import calibration_set, quantize  # noqa: E402
+from helpers.options.calibration import calibration_set  # noqa: E402
+from helpers.options.quantization import quantize  # noqa: E402
 from helpers.recipes import NO_TTA  # noqa: E402
 from helpers.report import git_commit  # noqa: E402
 from helpers.settings import make_config  # noqa: E402

@@ -29,7 +29,6 @@ from PIL import Image
 
 from ..evaluation import format_accuracy, interval_text
 from ..plots import figure_title
-from ..report import MarkdownText
 
 SEVERITIES = (1, 2, 3, 4, 5)
 SIZE = 32  # the script's parameters are for 32x32 images
@@ -246,9 +245,9 @@ def accuracy_under_shift(predict: Callable[[np.ndarray], np.ndarray], images: np
             "seconds": time.perf_counter() - started}
 
 
-def shift_table(shift: dict, clean_accuracy: float) -> MarkdownText:
+def shift_table(shift: dict, clean_accuracy: float) -> str:
     """Accuracy on each kind of corrupted test images at each severity, with its 95 % interval,
-    the clean accuracy and the mean; "approximate" kinds are marked."""
+    the clean accuracy and the mean, in Markdown; "approximate" kinds are marked."""
     n = shift["test_images"]
     severities = shift["severities"]
     lines = ["| corruption | " + " | ".join(f"severity {s}" for s in severities) + " |",
@@ -262,11 +261,10 @@ def shift_table(shift: dict, clean_accuracy: float) -> MarkdownText:
     lines.append("| **mean of these kinds** | " + " | ".join(
         f"{np.mean([v[i] for v in shift['accuracy'].values()]):.1f} %"
         for i in range(len(severities))) + " |")
-    return MarkdownText(
-        "\n".join(lines) + f"\n\nClean: {format_accuracy(clean_accuracy, n)}; under shift, mean "
-        f"over all kinds and severities {shift['mean_accuracy']:.1f} % (n = {n:,} images each; "
-        f"fingerprint of the corrupted images {shift['fingerprint'][:12]}). The mean is over "
-        "these kinds only: it is not comparable with published CIFAR-10-C means.")
+    return ("\n".join(lines) + f"\n\nClean: {format_accuracy(clean_accuracy, n)}; under shift, "
+            f"mean over all kinds and severities {shift['mean_accuracy']:.1f} % (n = {n:,} images "
+            f"each; fingerprint of the corrupted images {shift['fingerprint'][:12]}). The mean is "
+            "over these kinds only: it is not comparable with published CIFAR-10-C means.")
 
 
 def shift_figure(shift: dict, clean: float, images: str) -> plt.Figure:

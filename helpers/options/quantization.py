@@ -30,14 +30,13 @@ its inputs are on, and `.to(device)` leaves it there.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..augment import normalize, to_nchw
-from ..data import CifarData, DataError, ImageSet, load_source_split, stratified_split
 from ..env import ExplainedError, quiet_deprecations
 from ..model import NetworkShape, count_parameters
 from ..settings import ConfigError
@@ -172,32 +171,6 @@ def check_quantizable(members: Sequence[nn.Module], paths: Sequence[str]) -> Non
     if members and isinstance(members[0], Int8Network):
         raise ConfigError(f"model_weights={paths[0]!r} is already int8: set "
                           "quantize='off' to evaluate it as it is")
-
-
-# The class-balanced calibration images of int8 quantization are part of the data, not of the
-# run: the same for every seed (the value the subsets were once drawn with, so that
-# calibrations stay as measured).
-CALIBRATION_SEED = 20250401
-
-
-def calibration_set(config, data: CifarData) -> Tuple[ImageSet, str]:
-    """(images, what they are): `calibration_images` training images for int8 quantization,
-    stratified by class and the same for every seed; from the run's training split, or, in an
-    evaluation (which loads no training images otherwise), from the source's training images."""
-    if len(data.train):
-        images, name = data.train, f"{data.origins['train'].name}, the run's training split"
-    else:
-        images, origin, _ = load_source_split(config, "train")
-        name = origin.name
-    wanted = config.calibration_images
-    if wanted > len(images):
-        raise DataError(f"calibration_images={wanted} asks for more than the {len(images):,} "
-                        f"training images at hand ({name}): set calibration_images to at most "
-                        f"{len(images):,}")
-    # Stratified by class like the validation split, with a fixed seed.
-    chosen = stratified_split(images.labels, wanted, CALIBRATION_SEED)[1] if wanted < len(images) \
-        else np.arange(len(images))
-    return images.take(chosen), f"{wanted:,} of {name}"
 
 
 def quantize_calibrated(network: nn.Module, images: np.ndarray, described: str,
