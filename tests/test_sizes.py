@@ -229,13 +229,15 @@ def test_a_training_run_with_quantize_tests_the_int8_network_and_writes_both_fil
 
 def test_an_int8_evaluation_calibrates_on_training_images_never_test_images(tmp_path, monkeypatch):
     from helpers import data as data_module
+    from helpers.options import calibration
 
     path = str(tmp_path / "model.pt")
     save_weights(path, NetworkShape(width_multiplier=0.25).build())
     splits = []
     loader = data_module.load_source_split
-    monkeypatch.setattr(data_module, "load_source_split", lambda config, split, subset=None:
-                        splits.append(split) or loader(config, split, subset))
+    for module in (data_module, calibration):  # the evaluation's loading, and calibration's
+        monkeypatch.setattr(module, "load_source_split", lambda config, split, subset=None:
+                            splits.append(split) or loader(config, split, subset))
     metrics, result = _pipeline_run(tmp_path, test_subset=20, model_weights=path, quantize="int8",
                                     calibration_images=30)
     # The test images for the evaluation; the training images for calibration alone.
