@@ -3,6 +3,7 @@
 
     python scripts/reference_official_cpu.py          # start, resume, or skip a finished run
     python scripts/reference_official_cpu.py keep     # before stopping: the checkpoint to commit
+    python scripts/reference_official_cpu.py measure  # once finished (train runs it too)
 
 The run is `python -m helpers.cli` with the notebook's defaults (reference recipe, full width,
 75 epochs, batch 256, seed 0, bf16 + channels_last where the CPU computes bf16, evaluation in
@@ -22,6 +23,16 @@ training images, as the report trained), `test_each_epoch True` (it chooses noth
 - Once the 75 epochs are done, metrics.json, model.pt (float16) and log.txt are copied into OUT
   and the committed checkpoint.pt is removed (best.pt is never committed).
 
+- Then, from this checkout's code (`measure`, about 15 minutes on 2 cores), four measurements
+  beside the report's 93.41 % and the mirror-trained reference network (REFERENCE, full width,
+  trained on an H200 on the JPEG mirror): (1) the accuracy on official test images 0-999 with
+  its 95 % Wilson interval, and whether 93.41 % lies inside it; (2) both networks on those
+  images, paired: answers that became right and wrong, McNemar's exact p (OUT/comparison.json);
+  (3) the same weights on the JPEG mirror's 10,000 test images, an evaluation like any other
+  (OUT/mirror-test/); (4) both networks under shift, on the same corrupted copies of images
+  0-999 (scripts/under_shift_cpu.py into OUT/under-shift/). The mirror is unpacked from
+  ../shared/data/cifar10-jpeg-packed.npz into data/cifar10-jpeg.
+
 WORK defaults to ../runs/reference-official-cpu-seed0 beside the repository, OUT to
 results/reference-official-cpu-seed0.
 """
@@ -40,14 +51,26 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from benchmarks.common import environment  # noqa: E402
+from helpers.augment import to_nchw  # noqa: E402
+from helpers.data import load_data  # noqa: E402
 from helpers.env import cpu_record  # noqa: E402
-from helpers.files import atomic_write_json, load_checkpoint  # noqa: E402
+from helpers.files import atomic_write_json, load_checkpoint, read_weights  # noqa: E402
+from helpers.options.sizes import accuracy_entry, paired_changes, predictions  # noqa: E402
+from helpers.recipes import NO_TTA  # noqa: E402
+from helpers.report import REFERENCE_TEST_ACCURACY, git_commit  # noqa: E402
+from helpers.settings import make_config  # noqa: E402
 from helpers.training import cpu_computes_bf16  # noqa: E402
+from scripts.mirror_cost_cpu import cli  # noqa: E402
+from scripts.results_tables import mcnemar_exact_p  # noqa: E402
 
 DATA_DIR = "data/cifar10-official"  # relative to the worktree; a resumed run must match it
 TRAINING = ["--data_source", "folder", "--data_dir", DATA_DIR, "--val_size", "0",
             "--test_each_epoch", "True", "--progress", "lines"]
 RELEASED = ("metrics.json", "model.pt", "log.txt")
+MIRROR_DIR = "data/cifar10-jpeg"  # the JPEG mirror's image folders, for measurement 3
+# The mirror-trained reference network (full width, on an H200) that the run is set beside.
+REFERENCE = "results/reference-seed0/model.pt"
 
 
 def git(*arguments: str, cwd: str = ROOT) -> str:
@@ -99,15 +122,14 @@ def make_worktree(code: str, commit: str) -> None:
     git("worktree", "add", "--detach", code, commit)
 
 
-def unpack_images(code: str, shared: str) -> None:
-    """The official images as image folders inside the worktree (about 15 s)."""
-    target = os.path.join(code, DATA_DIR)
+def unpack_images(target: str, unpack: str) -> None:
+    """Image folders at `target` made by the shared copy's `unpack` script (seconds), unless
+    they are there."""
     if os.path.isdir(os.path.join(target, "train")) and os.path.isdir(os.path.join(target, "test")):
         return
-    unpack = os.path.join(shared, "data", "cifar10-official", "unpack.py")
     if not os.path.isfile(unpack):
-        raise SystemExit(f"no {unpack}: the official images are needed (--shared names the "
-                         "folder that holds data/cifar10-official)")
+        raise SystemExit(f"no {unpack}: the images are needed (--shared names the folder that "
+                         "holds data/)")
     subprocess.run([sys.executable, unpack, target], check=True)
 
 
@@ -131,6 +153,7 @@ def train(work: str, out: str, shared: str) -> None:
     log_path = os.path.join(output, "log.txt")
     if os.path.isfile(os.path.join(out, "metrics.json")):
         print(f"{out}: finished before", flush=True)
+        measure(work, out, shared)
         return
     for line in machine_lines():
         log(log_path, line)
@@ -143,7 +166,8 @@ def train(work: str, out: str, shared: str) -> None:
         "commit": commit, "command": "python -m helpers.cli " + " ".join(TRAINING),
         "what": "the reference recipe, full width, on all 50,000 official training images, "
                 "tested on official test images 0-999, on a CPU"})
-    unpack_images(code, shared)
+    unpack_images(os.path.join(code, DATA_DIR),
+                  os.path.join(shared, "data", "cifar10-official", "unpack.py"))
     if not os.path.isfile(os.path.join(output, "metrics.json")):
         take_further_checkpoint(out, output, log_path)
         resume = ["--resume", "True"] if os.path.isfile(os.path.join(output, "checkpoint.pt")) \
@@ -159,6 +183,7 @@ def train(work: str, out: str, shared: str) -> None:
         if done.returncode:
             raise SystemExit(f"training stopped (exit {done.returncode}): see {log_path}")
     release(output, out)
+    measure(work, out, shared)
 
 
 def release(output: str, out: str) -> None:
@@ -185,10 +210,66 @@ def keep(work: str, out: str) -> None:
     print(f"kept: checkpoint.pt after epoch {epochs_done(here)} and log.txt in {out}", flush=True)
 
 
+def measure(work: str, out: str, shared: str) -> None:
+    """The four measurements of the finished run (the module's docstring), each skipped where
+    its file exists."""
+    os.chdir(ROOT)
+    weights = os.path.relpath(os.path.join(out, "model.pt"))  # as records name it: no local path
+    if not os.path.isfile(weights):
+        raise SystemExit(f"no {weights}: the run has not finished")
+    unpack_images(DATA_DIR, os.path.join(shared, "data", "cifar10-official", "unpack.py"))
+    unpack_images(MIRROR_DIR, os.path.join(shared, "data", "unpack.py"))
+    mirror_test = os.path.join(out, "mirror-test")
+    if not os.path.isfile(os.path.join(mirror_test, "metrics.json")):
+        cli(mirror_test, ["--data_source", "folder", "--data_dir", MIRROR_DIR, "--model_weights",
+                          weights, "--device", "cpu", "--progress", "lines"], work)
+    under_shift = os.path.join(out, "under-shift")
+    if not os.path.isfile(os.path.join(under_shift, "comparison.json")):
+        subprocess.run([sys.executable, os.path.join("scripts", "under_shift_cpu.py"),
+                        "--data_dir", DATA_DIR, "--networks", "reference-seed0",
+                        "reference-official-cpu-seed0", "--out", under_shift], check=True,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # Both networks on the same official test images 0-999, in fp32 with the views they record.
+    data = load_data(make_config(data_source="folder", data_dir=DATA_DIR, model_weights=weights))
+    images, labels = to_nchw(data.test.images), data.test.labels
+    predicted = {}
+    for name, path in (("official", weights), ("mirror", REFERENCE)):
+        network, tta = read_weights(path)
+        predicted[name] = predictions(network, images, tta or NO_TTA)
+    official = accuracy_entry(predicted["official"], labels)
+    low, high = official["test_accuracy_ci95"]
+    changes = paired_changes(predicted["mirror"], predicted["official"], labels)
+    with open(os.path.join(out, "metrics.json")) as file:
+        recorded = json.load(file)["test_accuracy"]
+    comparison = {
+        "what": "the reference network trained on the official images (this run) and on the "
+                "JPEG mirror's (REFERENCE), tested on the same official test images 0-999",
+        "commit": git_commit(), "environment": environment(torch.device("cpu")),
+        "test_data": data.origins["test"].name, "fingerprints": data.origins["test"].fingerprints,
+        "official_trained": {**official, "weights": weights, "recorded_test_accuracy": recorded},
+        "mirror_trained": {**accuracy_entry(predicted["mirror"], labels), "weights": REFERENCE},
+        "report_test_accuracy": REFERENCE_TEST_ACCURACY,
+        # 93.41 % was measured on all 10,000 official test images, these are 1,000 of them.
+        "report_inside_interval": bool(low <= REFERENCE_TEST_ACCURACY <= high),
+        "official_vs_mirror": {**changes, "mcnemar_exact_p": mcnemar_exact_p(
+            changes["now_wrong"], changes["now_right"])}}
+    comparison["training_cost_of_the_mirror_points"] = (
+        official["test_accuracy"] - comparison["mirror_trained"]["test_accuracy"])
+    atomic_write_json(os.path.join(out, "comparison.json"), comparison)
+    print(f"on {comparison['test_data']}: trained on the official images {official['text']} "
+          f"(the report: {REFERENCE_TEST_ACCURACY} %, "
+          f"{'inside' if comparison['report_inside_interval'] else 'outside'} the interval); "
+          f"on the mirror {comparison['mirror_trained']['text']}; "
+          f"{changes['now_right']} answers became right, {changes['now_wrong']} wrong "
+          f"(McNemar's exact p = {comparison['official_vs_mirror']['mcnemar_exact_p']:.2g})",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", nargs="?", choices=("train", "keep"), default="train")
+    parser.add_argument("action", nargs="?", choices=("train", "keep", "measure"),
+                        default="train")
     parser.add_argument("--work", default=os.path.join(os.path.dirname(ROOT), "runs",
                                                        "reference-official-cpu-seed0"))
     parser.add_argument("--out", default=os.path.join(ROOT, "results",
@@ -198,6 +279,8 @@ def main() -> None:
     work, out = os.path.abspath(args.work), os.path.abspath(args.out)
     if args.action == "keep":
         keep(work, out)
+    elif args.action == "measure":
+        measure(work, out, os.path.abspath(args.shared))
     else:
         train(work, out, os.path.abspath(args.shared))
 

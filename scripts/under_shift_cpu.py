@@ -52,6 +52,8 @@ NETWORKS = {
     "quarter-width alone": ("results/distillation-cpu/alone/model.pt", False),
     "quarter-width distilled": ("results/distillation-cpu/distilled/model.pt", False),
     "quarter-width distilled int8": ("results/int8-cpu/distillation-cpu-distilled/model-int8.pt", False),
+    # The reference network trained on the official images (scripts/reference_official_cpu.py).
+    "reference-official-cpu-seed0": ("results/reference-official-cpu-seed0/model.pt", False),
 }
 # (what it costs, the network without it, the network with it)
 PAIRS = [
@@ -63,13 +65,17 @@ PAIRS = [
     ("distilling the quarter-width student, instead of training it alone",
      "quarter-width alone", "quarter-width distilled"),
     ("int8 weights (quarter width)", "quarter-width distilled", "quarter-width distilled int8"),
+    ("training on the official images instead of the JPEG mirror's", "reference-seed0",
+     "reference-official-cpu-seed0"),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", required=True, help="image folders of the official pixels")
-    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS),
+                        default=[name for name, (path, _) in NETWORKS.items()
+                                 if os.path.isfile(os.path.join(ROOT, path))])
     parser.add_argument("--out", default="results/under-shift")
     args = parser.parse_args()
     command = start_log(args.out)
