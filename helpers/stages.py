@@ -16,6 +16,7 @@ run's work under another's name.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -135,13 +136,22 @@ def start(config: RunConfig) -> Run:
 
 
 def check_writable(name: str, folder: str) -> None:
-    """Fail now, not after an hour of training, if `folder` cannot be created or written."""
+    """Fail now, not after an hour of training, if `folder` cannot be created or written. The
+    folders made to find out are removed again (every write makes its folder), so that a run
+    stopped by a later check, such as a data error, leaves no empty folder behind."""
+    made, above = [], os.path.abspath(folder)
+    while not os.path.exists(above):
+        made, above = made + [above], os.path.dirname(above)
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as error:
         raise ConfigError(f"{name}={folder!r} is not a writable folder: {error.strerror}") from None
+    finally:
+        for path in made:  # the deepest first; one that something wrote into meanwhile stays
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 def check_parameter_budget(network: nn.Module, name: str) -> int:

@@ -82,6 +82,28 @@ def test_output_dir_below_a_file_is_refused(tmp_path):
         check_writable("output_dir", str(blocker / "outputs"))
 
 
+def test_the_folders_made_to_check_writing_are_removed_and_those_there_before_stay(tmp_path):
+    from helpers.stages import check_writable
+
+    kept = tmp_path / "kept"
+    (kept / "earlier").mkdir(parents=True)
+    check_writable("figures_dir", str(kept / "run" / "figures"))
+    assert sorted(os.listdir(kept)) == ["earlier"]  # no empty run/figures left if the run stops
+    check_writable("output_dir", str(kept / "earlier"))
+    assert os.path.isdir(kept / "earlier")
+
+
+def test_a_run_stopped_by_a_data_error_leaves_no_empty_output_folders(tmp_path):
+    from helpers import stages
+    from helpers.data import DataError
+
+    run = stages.start(make_config(data_source="folder", data_dir=str(tmp_path / "no-data"),
+                                   output_dir=str(tmp_path / "out"), progress="none"))
+    with pytest.raises(DataError, match="does not exist"):
+        stages.load(run)
+    assert os.listdir(tmp_path) == []
+
+
 def test_config_differences_ignore_epochs_but_list_run_changing_settings():
     saved = RunConfig().to_dict()
     assert config_differences(saved, make_config(epochs=100, output_dir="elsewhere")) == []
