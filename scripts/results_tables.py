@@ -152,7 +152,8 @@ def runs_table(runs: List[dict], link: str = "") -> str:
 
 
 def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optional[float] = None) -> str:
-    """The README's short table: full-length GPU runs on all 50,000 training images."""
+    """The README's short table: full-length runs on all 50,000 training images, those
+    trained on the official images first."""
     lines = ["| recipe | data | test accuracy | official, all 10,000 (estimated) | training time "
              "| hardware |", "|---|---|---|---|---|---|"]
     for group in grouped(runs):

@@ -41,6 +41,27 @@ def test_seeds_of_one_setting_share_a_row_with_mean_sample_std_n_and_interval():
                                          "(best val 91.00 %)")
 
 
+def full_length_run(trained_on, tested_on, device, accuracy, seed=0):
+    return {"config": {"recipe": "reference", "seed": seed, "device_kind": device},
+            "device": device, "commit": "abc1234", "recipe": "reference", "epochs": 75,
+            "batch_size": 256, "seed": seed, "val_images": 0, "train_images": 50_000,
+            "data": {"train": {"name": trained_on}, "test": {"name": tested_on}},
+            "test_accuracy": accuracy, "test_images": 1_000, "wall_time_s": 100.0}
+
+
+def test_the_summary_shows_full_length_runs_on_any_hardware_the_official_images_first():
+    mirror = full_length_run("CIFAR-10 (JPEG mirror) training images",
+                             "CIFAR-10 (JPEG mirror) test images 0–999", "cuda: NVIDIA H200", 89.0)
+    official = full_length_run("CIFAR-10 official training images",
+                               "CIFAR-10 official test images 0–999", "cpu", 92.0)
+    short = {**official, "train_images": 4_500, "val_images": 500, "commit": "def5678"}
+    rows = tables.summary_table([mirror, short, official], None, offset=0.5).splitlines()[2:]
+    assert len(rows) == 2
+    assert "CIFAR-10 official: training images" in rows[0] and rows[0].endswith("| cpu |")
+    assert "91.50 % (estimated: 0–999 offset +0.50)" in rows[0]
+    assert "JPEG mirror" in rows[1] and rows[1].endswith("| NVIDIA H200 |")
+
+
 def test_a_readme_without_the_markers_is_refused():
     with pytest.raises(SystemExit, match="generated: runs"):
         tables.render("# no markers here\n", {"runs": "| table |"})
