@@ -276,7 +276,8 @@ def load_torchvision(data_dir: str, split: str) -> ImageSet:
             f"https://www.cs.toronto.edu/~kriz/cifar.html into {os.path.abspath(data_dir)}/ and "
             f"run again, or read image folders with {setting('data_source', 'folder')} and "
             f"{setting('data_dir', 'FOLDER')} ({FOLDER_LAYOUT}; the README's 'Without "
-            "internet').") from None
+            f"internet'), or only check the code with {setting('data_source', 'synthetic')} "
+            "(random images).") from None
     return ImageSet(np.asarray(images.data, dtype=np.uint8), np.asarray(images.targets, dtype=np.int64))
 
 

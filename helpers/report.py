@@ -365,8 +365,11 @@ def heading(config, recipe_name: str, resumed_after: Optional[int],
         held_out = f"{config.val_size:,} of them held out for validation" if config.val_size else \
             "none held out for validation"
         epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
-        if resumed_after is not None:
-            epochs = f"epochs {resumed_after + 1} to {config.epochs} (resumed)"
+        first = None if resumed_after is None else resumed_after + 1
+        if first is not None:
+            epochs = (f"no more epochs (resumed: its checkpoint holds all {config.epochs})"
+                      if first > config.epochs else f"epoch {first} (resumed)"
+                      if first == config.epochs else f"epochs {first} to {config.epochs} (resumed)")
         does = (f"trains the `{config.architecture}` network with the {recipe_name} recipe "
                 f"for {epochs} (seed {config.seed}) on "
                 f"{images_words(config.train_subset, 'training')} of {source}, "

@@ -74,3 +74,13 @@ def test_error_analysis_says_what_this_runs_confusions_show_and_nothing_else():
     assert said == ("Its most frequent confusions (6 mistakes in all): class0 taken for class1 "
                     "4 times; class5 taken for class7 2 times.")
     assert report.confusions(labels, labels, classes) == "It made no mistakes on these images."
+
+
+def test_the_heading_of_a_resumed_run_names_the_epochs_left_to_train():
+    from helpers.settings import make_config
+
+    config = make_config(epochs=3, resume=True, data_source="synthetic")
+    said = {after: str(report.heading(config, "reference", after, [])) for after in (1, 2, 3)}
+    assert "for epochs 2 to 3 (resumed)" in said[1]
+    assert "for epoch 3 (resumed)" in said[2]
+    assert "for no more epochs (resumed: its checkpoint holds all 3)" in said[3]
