@@ -3,12 +3,22 @@
 # start-up and transfers included; at most 10 minutes a command).
 #
 #   bash scripts/gpu_session.sh prepare            here, before the session: .gpu1 .gpu2 .gpu3
+#   bash scripts/gpu_session.sh aside              here, just before the first call
 #   bash scripts/gpu_session.sh STAGE [STAGE ...]  on the GPU machine, from the repository root
+#   bash scripts/gpu_session.sh restore            here, after the last call
+#
+# A call carries the repository's tracked files besides its part of the images, 64 MiB in all,
+# and the images alone fill about 90 MB. `aside` takes the weights files no GPU stage reads out
+# of the tree for the calls (into .gpu-aside/, untracked and ignored, so they do not travel;
+# `git rm --cached`, nothing committed) and `restore` puts them back: the released model.pt of
+# every run, the int8 files, the redesign's fixtures, and an unfinished CPU run's checkpoint.pt.
+# Only results/reference-seed0/model.pt travels: the step check trains from it.
 #
 # The official images travel in three parts, one with each of three back-to-back calls of the
 # device tool (../shared/device/README.md), each call naming its folder in `carry`. Nothing
 # heavy runs before the reference recipe, which answers the main question:
 #
+#   first, here:          bash scripts/gpu_session.sh aside
 #   call 1, carry .gpu1:  COMMIT=<sha> bash scripts/gpu_session.sh data1 stepcheck
 #   call 2, carry .gpu2:  COMMIT=<sha> bash scripts/gpu_session.sh data2
 #   call 3, carry .gpu3:  COMMIT=<sha> bash scripts/gpu_session.sh data3 reference improved offset
@@ -28,7 +38,8 @@
 #   offset                  not yet run (airbench94: seconds per run, plus its compilation)
 #   throughput / profile    17 s / 41 s
 #
-# After the session, at once: unpack $OUT/results.tar.gz into the repository (`tar -xzf`),
+# After the session, at once: `restore` (then `git rm` an unfinished CPU run's checkpoint.pt,
+# which the GPU run supersedes), unpack $OUT/results.tar.gz into the repository (`tar -xzf`),
 # commit the results/ folders (at most two model.pt tracked: the best of each recipe), make the
 # reference run's executed notebook the committed one with
 #   python scripts/render_notebook.py --executed results/reference-official-seed0/final-code.executed.ipynb
@@ -73,21 +84,48 @@ prepare() {  # here, not on the GPU machine: the parts each call carries
     cp $official/data_batch_3.webp $official/data_batch_4.webp .gpu2/
     cp $official/data_batch_5.webp $official/test-0-999.webp .gpu3/
     cp -r ../shared/device/wheels-py312 .gpu3/
-    local tracked part size over=0 unfinished
-    # A call carries the tracked files, the untracked ones git does not ignore, and its part.
-    # Not counted: an unfinished CPU run's checkpoint.pt (results/*/checkpoint.pt, 38 MB for the
-    # full network), which the GPU run supersedes: take it out of the tree before the calls.
+    local tracked part size over=0
+    # Counted: what a call carries once `aside` has run (the tracked files less those it sets
+    # aside, and the untracked ones git does not ignore).
     tracked=$( (git ls-files -z; git ls-files -z --others --exclude-standard) \
-        | grep -zv '^results/.*/checkpoint\.pt$' | xargs -0 du -cb | tail -1 | cut -f1)
-    unfinished=$(git ls-files 'results/*/checkpoint.pt')
-    [ -z "$unfinished" ] || echo "not counted: $unfinished (before the calls: stop that CPU run," \
-        "then git rm it; the GPU run supersedes it)"
+        | grep -zvxF -f <(set_aside) | xargs -0 du -cb | tail -1 | cut -f1)
+    echo "set aside during the calls (bash scripts/gpu_session.sh aside): $(set_aside | wc -l) files," \
+        "$(( $(set_aside | tr '\n' '\0' | xargs -0 -r du -cb | tail -1 | cut -f1) / 1048576 )) MiB"
     for part in .gpu1 .gpu2 .gpu3; do
         size=$(( $(du -sb $part | cut -f1) + tracked ))
         echo "$part: $(( size / 1048576 )) MiB with the repository's files (64 MiB at most: $(( (67108864 - size) / 1024 )) KiB to spare)"
         [ "$size" -le 67108864 ] || over=1
     done
     [ "$over" = 0 ] || { echo "over the 64 MiB a call carries: track fewer or smaller files"; return 1; }
+}
+
+GPU_READS=results/reference-seed0/model.pt  # the step check's trained weights
+ASIDE=.gpu-aside                            # ignored by .gitignore's /.gpu*/
+
+set_aside() {  # the tracked weights files no GPU stage reads, one per line
+    git ls-files 'results/*.pt' | grep -vxF "$GPU_READS"
+}
+
+aside() {
+    local path unfinished
+    unfinished=$(git ls-files 'results/*/checkpoint.pt')
+    [ -z "$unfinished" ] || echo "an unfinished CPU run's checkpoint is tracked ($unfinished):" \
+        "stop that run first; the GPU run supersedes it"
+    set_aside | while read -r path; do
+        mkdir -p "$ASIDE/$(dirname "$path")" && mv "$path" "$ASIDE/$path" && git rm -q --cached "$path"
+    done
+    echo "set aside in $ASIDE/ (restore with: bash scripts/gpu_session.sh restore):"
+    (cd "$ASIDE" && find . -type f | sed 's|^\./|  |' | sort)
+}
+
+restore() {
+    local path
+    [ -d "$ASIDE" ] || { echo "nothing set aside"; return; }
+    (cd "$ASIDE" && find . -type f | sed 's|^\./||') | while read -r path; do
+        mkdir -p "$(dirname "$path")" && mv "$ASIDE/$path" "$path" && git reset -q -- "$path"
+    done
+    rm -rf "$ASIDE"
+    git status --short results/
 }
 
 data1() { python3 .gpu1/unpack.py "$OFFICIAL" --batches 1 2 --no-test; }
@@ -187,7 +225,7 @@ ablation() {
         --deadline_s "${ABLATION_DEADLINE_S:-540}" "${extra[@]}"
 }
 
-if [ "${1:-}" = prepare ]; then prepare; exit; fi
+case "${1:-}" in prepare|aside|restore) "$1"; exit ;; esac
 for stage in "$@"; do
     say "stage $stage"
     started=$SECONDS
