@@ -37,8 +37,8 @@ training images, as the report trained), `test_each_epoch True` (it chooses noth
   as an evaluation of these weights, with the run's recorded history and the under-shift section:
 
       python scripts/render_notebook.py \
-          -p model_weights results/reference-official-cpu-seed0/model.pt -p data_source folder -p data_dir data/cifar10-official -p corruptions True \
-          -p output_dir outputs/rendering
+          -p model_weights results/reference-official-cpu-seed0/model.pt -p data_source folder \
+          -p data_dir data/cifar10-official -p corruptions True -p output_dir outputs/rendering
 
 WORK defaults to ../runs/reference-official-cpu-seed0 beside the repository, OUT to
 results/reference-official-cpu-seed0.
