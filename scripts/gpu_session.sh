@@ -12,7 +12,8 @@
 # of the tree for the calls (into .gpu-aside/, untracked and ignored, so they do not travel;
 # `git rm --cached`, nothing committed) and `restore` puts them back: the released model.pt of
 # every run, the int8 files, the redesign's fixtures, and an unfinished CPU run's checkpoint.pt.
-# Only results/reference-seed0/model.pt travels: the step check trains from it.
+# Only results/reference-seed0/model.pt travels: the step check trains from it. Commit nothing
+# between `aside` and `restore`: the removals are staged, and a commit would take them along.
 #
 # The official images travel in three parts, one with each of three back-to-back calls of the
 # device tool (../shared/device/README.md), each call naming its folder in `carry`. Nothing
