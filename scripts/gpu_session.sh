@@ -85,13 +85,16 @@ prepare() {  # here, not on the GPU machine: the parts each call carries
     cp $official/data_batch_3.webp $official/data_batch_4.webp .gpu2/
     cp $official/data_batch_5.webp $official/test-0-999.webp .gpu3/
     cp -r ../shared/device/wheels-py312 .gpu3/
-    local tracked part size over=0
+    local tracked part size over=0 aside_files aside_bytes=0
     # Counted: what a call carries once `aside` has run (the tracked files less those it sets
-    # aside, and the untracked ones git does not ignore).
+    # aside, and the untracked ones git does not ignore). After `aside`, none are left to set aside.
+    aside_files=$(set_aside)
+    [ -z "$aside_files" ] \
+        || aside_bytes=$(tr '\n' '\0' <<<"$aside_files" | xargs -0 du -cb | tail -1 | cut -f1)
     tracked=$( (git ls-files -z; git ls-files -z --others --exclude-standard) \
-        | grep -zvxF -f <(set_aside) | xargs -0 du -cb | tail -1 | cut -f1)
-    echo "set aside during the calls (bash scripts/gpu_session.sh aside): $(set_aside | wc -l) files," \
-        "$(( $(set_aside | tr '\n' '\0' | xargs -0 -r du -cb | tail -1 | cut -f1) / 1048576 )) MiB"
+        | grep -zvxF -f <(printf '%s\n' "$aside_files") | xargs -0 du -cb | tail -1 | cut -f1)
+    echo "set aside during the calls (bash scripts/gpu_session.sh aside):" \
+        "$(grep -c . <<<"$aside_files") files, $(( aside_bytes / 1048576 )) MiB"
     for part in .gpu1 .gpu2 .gpu3; do
         size=$(( $(du -sb $part | cut -f1) + tracked ))
         echo "$part: $(( size / 1048576 )) MiB with the repository's files (64 MiB at most: $(( (67108864 - size) / 1024 )) KiB to spare)"
