@@ -23,15 +23,16 @@ training images, as the report trained), `test_each_epoch True` (it chooses noth
 - Once the 75 epochs are done, metrics.json, model.pt (float16) and log.txt are copied into OUT
   and the committed checkpoint.pt is removed (best.pt is never committed).
 
-- Then, from this checkout's code (`measure`, about 15 minutes on 2 cores), four measurements
-  beside the report's 93.41 % and the mirror-trained reference network (REFERENCE, full width,
-  trained on an H200 on the JPEG mirror): (1) the accuracy on official test images 0-999 with
-  its 95 % Wilson interval, and whether 93.41 % lies inside it; (2) both networks on those
-  images, paired: answers that became right and wrong, McNemar's exact p (OUT/comparison.json);
-  (3) the same weights on the JPEG mirror's 10,000 test images, an evaluation like any other
-  (OUT/mirror-test/); (4) both networks under shift, on the same corrupted copies of images
-  0-999 (scripts/under_shift_cpu.py into OUT/under-shift/). The mirror is unpacked from
-  ../shared/data/cifar10-jpeg-packed.npz into data/cifar10-jpeg.
+- Then, from this checkout's code (`measure`), four measurements beside the report's 93.41 %
+  and the mirror-trained reference network (REFERENCE, full width, trained on an H200 on the
+  JPEG mirror): (1) the accuracy on official test images 0-999 with its 95 % Wilson interval,
+  and whether 93.41 % lies inside it; (2) both networks on those images, paired: answers that
+  became right and wrong, McNemar's exact p (OUT/comparison.json); (3) the same weights on the
+  JPEG mirror's 10,000 test images, an evaluation like any other (OUT/mirror-test/); (4) both
+  networks under shift, on the same corrupted copies of images 0-999
+  (scripts/under_shift_cpu.py into OUT/under-shift/). About 25 minutes on 2 cores, twice that
+  beside a training run; (4) is most of it, about 11 minutes a network. The mirror is unpacked
+  from ../shared/data/cifar10-jpeg-packed.npz into data/cifar10-jpeg.
 
 - Last, once, when no other change to the notebook is pending: the committed notebook rendered
   as an evaluation of these weights, with the run's recorded history and the under-shift section:
