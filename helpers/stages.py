@@ -106,8 +106,9 @@ def start(config: RunConfig) -> Run:
     _require(config.batch_size % context.world_size == 0,
              f"batch_size={config.batch_size} must be divisible by the {context.world_size} ranks "
              "(it is the global batch)")
-    check_writable("output_dir", config.output_dir)
-    check_writable("figures_dir", config.figures_folder)
+    if context.is_main:  # only rank 0 writes; two ranks checking one new folder race
+        check_writable("output_dir", config.output_dir)  # (one removes what the other made)
+        check_writable("figures_dir", config.figures_folder)
     shape = NetworkShape(config.architecture, config.width_multiplier, config.blocks)
     check_parameter_budget(shape.build(), f"architecture={shape}")
     if config.kaggle_test_pkl is not None:
