@@ -39,6 +39,8 @@ from helpers.options.sizes import read_comparison, size_table  # noqa: E402
 THRESHOLDS = (93.41, 94.0, 95.0)  # the report's accuracy, and the issues' time-to-accuracy marks
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s.*val loss \S+ acc\s*([\d.]+)%")
 OFFICIAL_SAMPLE = "official test images 0–999"
+# The full reference network trained on the official images (scripts/reference_official_cpu.py).
+OFFICIAL_RUN = "reference-official-cpu-seed0"
 
 
 def read_calibration(results_dir: str, name: str) -> dict:
@@ -97,6 +99,11 @@ def data_cell(run: dict) -> str:
     return f"{train}; {test}"
 
 
+def duration(seconds: float) -> str:
+    """Training time as people read it: "156 s" on a GPU, "7.4 h" on a CPU."""
+    return f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def mean_accuracy(group: List[dict]) -> float:
     return statistics.mean(r["test_accuracy"] for r in group)
 
@@ -145,7 +152,7 @@ def runs_table(runs: List[dict], link: str = "") -> str:
         lines.append("| " + " | ".join([
             recipe_label(first) + (f", `val_size={first['config']['val_size']}`"),
             folders, data_cell(first), accuracy_cell(group),
-            ", ".join(f"{r['wall_time_s']:.0f} s" for r in group),
+            ", ".join(duration(r["wall_time_s"]) for r in group),
             ", ".join(str(r["seed"]) for r in group), hardware(first), first["commit"][:7],
             per_run(group, times_to)]) + " |")
     return "\n".join(lines)
@@ -163,7 +170,7 @@ def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optiona
         lines.append(f"| {recipe_label(first)} | {data_cell(first)} | "
                      f"{accuracy_summary(group, bold=True)} | "
                      f"{official_equivalent(mean_accuracy(group), first, calibration, offset)} | "
-                     f"{statistics.mean(r['wall_time_s'] for r in group):.0f} s | {hardware(first)} |")
+                     f"{duration(statistics.mean(r['wall_time_s'] for r in group))} | {hardware(first)} |")
     return "\n".join(lines)
 
 
@@ -273,12 +280,14 @@ def ablation_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
-def under_shift_tables(results_dir: str) -> str:
-    """results/README.md's under-shift tables: each committed network clean and on corrupted copies of
-    the same test images, then what int8, a smaller network and each recipe cost, paired."""
-    run = read_comparison(results_dir, "under-shift")
+def under_shift_tables(results_dir: str, folder: str = "under-shift",
+                       command: str = "python scripts/under_shift_cpu.py") -> str:
+    """results/README.md's under-shift tables: each network of results_dir/folder clean and on
+    corrupted copies of the same test images, then what int8, a smaller network, each recipe or
+    the training images cost, paired."""
+    run = read_comparison(results_dir, folder)
     if run is None:
-        return "Not yet measured: `python scripts/under_shift_cpu.py` writes the run it is made from."
+        return f"Not yet measured: `{command}` writes the run it is made from."
     kinds = len(run["fidelity"])
     lines = [f"| network | parameters | clean: {run['test_data']} | under shift: mean over "
              f"{kinds} kinds × 5 severities | worst kind at severity 5 | CPU seconds |",
@@ -300,6 +309,27 @@ def under_shift_tables(results_dir: str) -> str:
     lines += ["", "| what it costs | from → to | clean | under shift |", "|---|---|---|---|"]
     lines += [f"| {c['what']} | {c['without']} → {c['with']} | {paired(c['clean_points'], c['clean'])} "
               f"| {paired(c['shifted_points'], c['shifted'])} |" for c in run["comparisons"]]
+    return "\n".join(lines)
+
+
+def under_shift_by_kind(results_dir: str, folder: str) -> str:
+    """Each kind of corruption, for every paired comparison of results_dir/folder: both networks'
+    accuracy averaged over the 5 severities and at severity 5, and the difference."""
+    run = read_comparison(results_dir, folder)
+    if run is None:
+        return ""
+    lines = []
+    for comparison in run["comparisons"]:
+        without, with_it = (run["networks"][comparison[side]]["corruptions"]["accuracy"]
+                            for side in ("without", "with"))
+        lines += ["", f"{comparison['what']}, kind by kind (n = {run['networks'][comparison['with']]['corruptions']['test_images']:,} "
+                      "images per kind and severity):", "",
+                  f"| kind | {comparison['without']}: mean of severities 1–5 | {comparison['with']} "
+                  "| difference | at severity 5 |", "|---|---|---|---|---|"]
+        for kind in sorted(without, key=lambda k: statistics.mean(with_it[k]) - statistics.mean(without[k])):
+            before, after = statistics.mean(without[kind]), statistics.mean(with_it[kind])
+            lines.append(f"| {kind} | {before:.2f} % | {after:.2f} % | {after - before:+.2f} points "
+                         f"| {without[kind][-1]:.1f} → {with_it[kind][-1]:.1f} % |")
     return "\n".join(lines)
 
 
@@ -330,13 +360,55 @@ def mirror_training_cost_table(results_dir: str) -> str:
                      f"{run['training_s'] / 60:.0f} min ({run['training_precision']}) | "
                      f"{run['images_per_second']:,.0f} | {run['commit'][:7]} |")
     changes = record["mirror_vs_official"]
-    lines += ["", f"On the same {changes['images']:,} images, training on the mirror instead of the "
-              f"official pixels costs **{record['cost_points']:.2f} points** at quarter width: "
-              f"{changes['now_wrong']} answers became wrong and {changes['now_right']} right, "
-              f"{changes['answer_changed'] - changes['now_wrong'] - changes['now_right']} went "
-              f"from one wrong class to another ({changes['answer_changed']} changed; McNemar's "
-              f"exact test, two-sided: p = "
-              f"{mcnemar_exact_p(changes['now_wrong'], changes['now_right']):.2g})."]
+    lines += ["", mirror_cost_sentence(changes, record["cost_points"], "quarter width")]
+    return "\n".join(lines)
+
+
+def mirror_cost_sentence(changes: dict, points: float, width: str) -> str:
+    """What training on the mirror's images instead of the official pixels cost, paired:
+    `changes` are paired_changes from the official-trained network to the mirror-trained one."""
+    became_wrong, became_right = changes["now_wrong"], changes["now_right"]
+    return (f"On the same {changes['images']:,} images, training on the mirror instead of the "
+            f"official pixels costs **{points:.2f} points** at {width}: {became_wrong} answers "
+            f"became wrong and {became_right} right, "
+            f"{changes['answer_changed'] - became_wrong - became_right} went from one wrong class "
+            f"to another ({changes['answer_changed']} changed; McNemar's exact test, two-sided: "
+            f"p = {mcnemar_exact_p(became_wrong, became_right):.2g}).")
+
+
+def official_training_table(results_dir: str) -> str:
+    """The README's table of the full reference network trained on the official images: the
+    released float16 weights on official test images 0–999 beside the report's accuracy and the
+    mirror-trained reference, paired, and on the mirror's test images."""
+    record = read_comparison(results_dir, OFFICIAL_RUN)
+    if record is None:
+        return ("Not yet measured: `python scripts/reference_official_cpu.py` trains it and "
+                "writes the measurements.")
+    lines = ["| weights | trained on | tested on | test accuracy |", "|---|---|---|---|"]
+    for entry in (record["official_trained"], record["mirror_trained"]):
+        trained = run_record(os.path.join(ROOT, entry["weights"]))
+        lines.append(f"| `{entry['weights']}` | {trained['data']['train']['name']}, "
+                     f"{duration(trained['wall_time_s'])} on {hardware(trained)} | "
+                     f"{record['test_data']} | {entry['text']} |")
+    official = record["official_trained"]
+    mirror_test = os.path.join(results_dir, OFFICIAL_RUN, "mirror-test", "metrics.json")
+    if os.path.isfile(mirror_test):
+        with open(mirror_test) as file:
+            evaluated = json.load(file)
+        lines.append(f"| `{official['weights']}` (the same weights) | - | "
+                     f"{evaluated['data']['test']['name']} | {accuracy_summary([evaluated])} |")
+    low, high = official["test_accuracy_ci95"]
+    verdict = "inside" if record["report_inside_interval"] else "outside"
+    lines += ["", f"The report's {record['report_test_accuracy']} % (measured on all 10,000 official "
+                  f"test images) lies **{verdict}** the 95 % interval of this run on images 0–999 "
+                  f"({low:.1f}–{high:.1f} %)."]
+    if abs(official["recorded_test_accuracy"] - official["test_accuracy"]) >= 0.005:
+        lines[-1] += (f" The run recorded {official['recorded_test_accuracy']:.2f} % with its "
+                      "float32 weights; the released float16 file scores the accuracy above.")
+    changes = record["official_vs_mirror"]  # from the mirror-trained network to this one
+    lines += ["", mirror_cost_sentence({**changes, "now_wrong": changes["now_right"],
+                                        "now_right": changes["now_wrong"]},
+                                       record["training_cost_of_the_mirror_points"], "full width")]
     return "\n".join(lines)
 
 
@@ -410,12 +482,17 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
     return {"README.md": {"summary": summary_table(runs, calibration, offset),
                           "mirror-cost": mirror_cost_table(evaluations),
-                          "mirror-training-cost": mirror_training_cost_table(results_dir)},
+                          "mirror-training-cost": mirror_training_cost_table(results_dir),
+                          "official-training": official_training_table(results_dir)},
             os.path.join("results", "README.md"): {
                 "runs": runs_table(runs),
                 "evaluations": evaluations_table(evaluations, calibration, offset),
                 "sizes": size_table(results_dir, link=""),
                 "under-shift": under_shift_tables(results_dir),
+                "under-shift-official": under_shift_tables(
+                    results_dir, os.path.join(OFFICIAL_RUN, "under-shift"),
+                    "python scripts/reference_official_cpu.py measure")
+                + under_shift_by_kind(results_dir, os.path.join(OFFICIAL_RUN, "under-shift")),
                 "ablation": ablation_table(results_dir),
                 "bf16-parity": bf16_parity_table(results_dir)},
             os.path.join("docs", "method.md"): {"reading-order": reading_order(root)},

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -112,8 +113,6 @@ def test_the_data_cell_names_a_copy_of_cifar10_once_and_each_split_after_it():
 
 
 def test_the_mirror_training_cost_table_reads_its_record_and_says_when_there_is_none(tmp_path):
-    import json
-
     assert tables.mirror_training_cost_table(str(tmp_path)).startswith("Not yet measured")
 
     def run(train, test, accuracy, n):
@@ -144,3 +143,67 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_tail_of_the_changed_answers()
     assert tables.mcnemar_exact_p(1, 9) == tables.mcnemar_exact_p(9, 1)
     assert tables.mcnemar_exact_p(3, 0) == pytest.approx(0.25)
     assert tables.mcnemar_exact_p(5, 5) == 1.0 and tables.mcnemar_exact_p(0, 0) == 1.0
+
+
+def test_durations_read_in_seconds_below_an_hour_and_hours_above():
+    assert tables.duration(156.4) == "156 s"
+    assert tables.duration(7.45 * 3600) == "7.5 h"
+
+
+def trained_run(folder, train_name, seconds, device):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({
+        "data": {"train": {"name": train_name}}, "wall_time_s": seconds, "device": device}))
+    return str(folder / "model.pt")
+
+
+def test_the_official_training_table_reads_the_runs_measurements_and_says_when_there_are_none(tmp_path):
+    assert tables.official_training_table(str(tmp_path)).startswith("Not yet measured")
+    run = tmp_path / tables.OFFICIAL_RUN
+    official = trained_run(run, "CIFAR-10 official training images", 27_000.0, "cpu")
+    mirror = trained_run(tmp_path / "reference-seed0", "CIFAR-10 (JPEG mirror) training images",
+                         156.0, "cuda: NVIDIA H200")
+    record = {
+        "test_data": "CIFAR-10 official test images 0–999", "report_test_accuracy": 93.41,
+        "official_trained": {"weights": official, "test_accuracy": 93.9, "test_images": 1000,
+                             "test_accuracy_ci95": [92.3, 95.2], "recorded_test_accuracy": 94.0,
+                             "text": "93.90 % (95 % interval 92.3–95.2 %, n = 1,000)"},
+        "mirror_trained": {"weights": mirror, "text": "90.50 % (95 % interval 88.5–92.2 %, n = 1,000)"},
+        "report_inside_interval": True, "training_cost_of_the_mirror_points": 3.4,
+        # from the mirror-trained network to this one: 50 answers became right, 16 wrong
+        "official_vs_mirror": {"images": 1000, "answer_changed": 80, "now_right": 50, "now_wrong": 16}}
+    (run / "comparison.json").write_text(json.dumps(record))
+    table = tables.official_training_table(str(tmp_path)).splitlines()
+    assert table[2] == (f"| `{official}` | CIFAR-10 official training images, 7.5 h on cpu | "
+                        "CIFAR-10 official test images 0–999 | 93.90 % (95 % interval 92.3–95.2 %, "
+                        "n = 1,000) |")
+    assert table[3].startswith(f"| `{mirror}` | CIFAR-10 (JPEG mirror) training images, 156 s on "
+                               "NVIDIA H200 |")
+    assert len(table) == 8  # no mirror-test row until it is measured
+    assert "lies **inside** the 95 % interval of this run on images 0–999 (92.3–95.2 %)" in table[5]
+    assert "recorded 94.00 % with its float32 weights" in table[5]
+    assert table[7].startswith("On the same 1,000 images, training on the mirror instead of the "
+                               "official pixels costs **3.40 points** at full width: 50 answers "
+                               "became wrong and 16 right, 14 went from one wrong class to another")
+    (run / "mirror-test").mkdir()
+    (run / "mirror-test" / "metrics.json").write_text(json.dumps({
+        "data": {"test": {"name": "CIFAR-10 (JPEG mirror) test images"}}, "test_accuracy": 89.0,
+        "test_images": 10_000}))
+    table = tables.official_training_table(str(tmp_path)).splitlines()
+    assert table[4] == (f"| `{official}` (the same weights) | - | CIFAR-10 (JPEG mirror) test "
+                        "images | 89.00 % (95 % interval 88.4–89.6 %, n = 10,000) |")
+
+
+def test_under_shift_by_kind_orders_the_kinds_by_the_difference_of_their_mean_over_severities(tmp_path):
+    def network(accuracy):
+        return {"corruptions": {"accuracy": accuracy, "test_images": 1000}}
+    record = {"networks": {"a": network({"blur": [80, 70, 60, 50, 40], "jpeg": [90, 88, 86, 84, 82]}),
+                           "b": network({"blur": [81, 71, 61, 51, 41], "jpeg": [88, 86, 84, 82, 80]})},
+              "comparisons": [{"what": "b instead of a", "without": "a", "with": "b"}]}
+    (tmp_path / "shift").mkdir()
+    (tmp_path / "shift" / "comparison.json").write_text(json.dumps(record))
+    lines = tables.under_shift_by_kind(str(tmp_path), "shift").splitlines()
+    assert lines[1] == "b instead of a, kind by kind (n = 1,000 images per kind and severity):"
+    assert lines[-2:] == ["| jpeg | 86.00 % | 84.00 % | -2.00 points | 82.0 → 80.0 % |",
+                          "| blur | 60.00 % | 61.00 % | +1.00 points | 40.0 → 41.0 % |"]
+    assert tables.under_shift_by_kind(str(tmp_path), "none") == ""
