@@ -153,6 +153,15 @@ def take_further_checkpoint(out: str, output: str, log_path: str) -> None:
                       f"({epochs_done(here)} < {epochs_done(committed)} epochs): continuing "
                       "from the committed one")
         shutil.copyfile(committed, here)
+        # The log goes on from the committed one too: its earlier stretches, then this start's.
+        committed_log = os.path.join(out, "log.txt")
+        if os.path.isfile(committed_log):
+            with open(committed_log) as file:
+                earlier = file.read()
+            with open(log_path) as file:
+                now = file.read()
+            with open(log_path, "w") as file:
+                file.write(earlier + now)
 
 
 def train(work: str, out: str, shared: str) -> None:
@@ -161,7 +170,7 @@ def train(work: str, out: str, shared: str) -> None:
     log_path = os.path.join(output, "log.txt")
     if os.path.isfile(os.path.join(out, "metrics.json")):
         print(f"{out}: finished before", flush=True)
-        measure(work, out, shared)
+        measure(out, shared)
         return
     for line in machine_lines():
         log(log_path, line)
@@ -191,13 +200,20 @@ def train(work: str, out: str, shared: str) -> None:
         if done.returncode:
             raise SystemExit(f"training stopped (exit {done.returncode}): see {log_path}")
     release(output, out)
-    measure(work, out, shared)
+    measure(out, shared)
 
 
 def release(output: str, out: str) -> None:
-    """The finished run's files into OUT; its committed checkpoint out of the tree."""
+    """The finished run's files into OUT, WORK named in its records as the path from the
+    repository (no local path); its committed checkpoint out of the tree."""
+    work = os.path.dirname(output)
     for name in RELEASED:
         shutil.copyfile(os.path.join(output, name), os.path.join(out, name))
+    for name in ("metrics.json", "log.txt"):
+        with open(os.path.join(out, name)) as file:
+            text = file.read()
+        with open(os.path.join(out, name), "w") as file:
+            file.write(text.replace(work, os.path.relpath(work, ROOT)))
     if os.path.isfile(os.path.join(out, "checkpoint.pt")):
         os.remove(os.path.join(out, "checkpoint.pt"))
     print(f"finished: {', '.join(RELEASED)} in {out}; commit them (and the checkpoint's removal)",
@@ -218,25 +234,34 @@ def keep(work: str, out: str) -> None:
     print(f"kept: checkpoint.pt after epoch {epochs_done(here)} and log.txt in {out}", flush=True)
 
 
-def measure(work: str, out: str, shared: str) -> None:
+def measure(out: str, shared: str) -> None:
     """The four measurements of the finished run (the module's docstring), each skipped where
     its file exists."""
     os.chdir(ROOT)
-    weights = os.path.relpath(os.path.join(out, "model.pt"))  # as records name it: no local path
+    out = os.path.relpath(out)  # as records name their files: no local path
+    weights = os.path.join(out, "model.pt")
     if not os.path.isfile(weights):
         raise SystemExit(f"no {weights}: the run has not finished")
     unpack_images(DATA_DIR, os.path.join(shared, "data", "cifar10-official", "unpack.py"))
+    # The headline first (seconds), then the mirror's test images (minutes), then under shift
+    # (most of the time): a stretch of work cut short keeps what finished.
+    compare(out, weights)
     unpack_images(MIRROR_DIR, os.path.join(shared, "data", "unpack.py"))
     mirror_test = os.path.join(out, "mirror-test")
     if not os.path.isfile(os.path.join(mirror_test, "metrics.json")):
         cli(mirror_test, ["--data_source", "folder", "--data_dir", MIRROR_DIR, "--model_weights",
-                          weights, "--device", "cpu", "--progress", "lines"], work)
+                          weights, "--device", "cpu", "--progress", "lines"], "outputs")
     under_shift = os.path.join(out, "under-shift")
     if not os.path.isfile(os.path.join(under_shift, "comparison.json")):
         subprocess.run([sys.executable, os.path.join("scripts", "under_shift_cpu.py"),
                         "--data_dir", DATA_DIR, "--networks", "reference-seed0",
                         "reference-official-cpu-seed0", "--out", under_shift], check=True,
                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def compare(out: str, weights: str) -> None:
+    """Measurements 1 and 2 into OUT/comparison.json: this run's released weights beside the
+    report's accuracy, and paired with the mirror-trained reference on the same images."""
     # Both networks on the same official test images 0-999, in fp32 with the views they record.
     data = load_data(make_config(data_source="folder", data_dir=DATA_DIR, model_weights=weights))
     images, labels = to_nchw(data.test.images), data.test.labels
@@ -288,7 +313,7 @@ def main() -> None:
     if args.action == "keep":
         keep(work, out)
     elif args.action == "measure":
-        measure(work, out, os.path.abspath(args.shared))
+        measure(out, os.path.abspath(args.shared))
     else:
         train(work, out, os.path.abspath(args.shared))
 
