@@ -174,6 +174,38 @@ def summary_table(runs: List[dict], calibration: Optional[dict], offset: Optiona
     return "\n".join(lines)
 
 
+def headline(runs: List[dict], results_dir: str) -> str:
+    """The README's opening result: the report's recipe on the report's data (official test
+    images 0–999) set against the report, then the same recipe on the JPEG mirror."""
+    sentences = []
+    record = read_comparison(results_dir, OFFICIAL_RUN)
+    if record is not None:
+        official, report = record["official_trained"], record["report_test_accuracy"]
+        low, high = official["test_accuracy_ci95"]
+        if record["report_inside_interval"]:
+            verdict = f"**consistent with the report's {report} %**, which lies inside that interval"
+        else:
+            side = "short of" if official["test_accuracy"] < report else "above"
+            verdict = f"**{side} the report's {report} %**, which lies outside that interval"
+        sentences.append(
+            "Trained as the report trained (its recipe, all 50,000 official CIFAR-10 training "
+            f"images, 75 epochs, seed 0), the network scores **{official['test_accuracy']:.2f} %** "
+            f"on official test images 0–999 (95 % interval {low:.1f}–{high:.1f} %, n = "
+            f"{official['test_images']:,}): {verdict} (the report tested all 10,000 official test "
+            "images; only the first 1,000 are here).")
+    mirror = [group for group in grouped(runs) if is_full_length(group[0])
+              and group[0]["recipe"] == "reference" and not group[0]["config"].get("recipe_overrides")
+              and "JPEG mirror" in group[0]["data"]["train"]["name"]]
+    if mirror:
+        sentences.append("Trained and tested on CIFAR-10 (JPEG mirror), a JPEG copy, the report's "
+                         f"recipe scores {accuracy_summary(mirror[0])}.")
+    if record is None:
+        sentences.append("The full network trained on the official images, the report's data, "
+                         "is not yet measured.")
+    return " ".join(sentences) + (" See [where the reproduction stands]"
+                                  "(#where-the-reproduction-stands).")
+
+
 def evaluations_table(evaluations: List[dict], calibration: Optional[dict],
                       offset: Optional[float] = None, link: str = "") -> str:
     """Runs that evaluated committed weights (an ensemble: each member and the whole)."""
@@ -480,7 +512,8 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
     """Page (relative to the repository) -> its generated blocks."""
     runs, evaluations = load_runs(results_dir), load_runs(results_dir, evaluations=True)
     calibration, offset = load_calibration(results_dir), load_sample_offset(results_dir)
-    return {"README.md": {"summary": summary_table(runs, calibration, offset),
+    return {"README.md": {"headline": headline(runs, results_dir),
+                          "summary": summary_table(runs, calibration, offset),
                           "mirror-cost": mirror_cost_table(evaluations),
                           "mirror-training-cost": mirror_training_cost_table(results_dir),
                           "official-training": official_training_table(results_dir)},

@@ -207,3 +207,25 @@ def test_under_shift_by_kind_orders_the_kinds_by_the_difference_of_their_mean_ov
     assert lines[-2:] == ["| jpeg | 86.00 % | 84.00 % | -2.00 points | 82.0 → 80.0 % |",
                           "| blur | 60.00 % | 61.00 % | +1.00 points | 40.0 → 41.0 % |"]
     assert tables.under_shift_by_kind(str(tmp_path), "none") == ""
+
+
+def test_the_headline_sets_the_official_run_against_the_report_then_the_mirror_runs(tmp_path):
+    mirror = [full_length_run("CIFAR-10 (JPEG mirror) training images",
+                              "CIFAR-10 (JPEG mirror) test images", "cuda: NVIDIA H200", a, seed)
+              for seed, a in enumerate((89.0, 90.0))]
+    text = tables.headline(mirror, str(tmp_path))
+    assert text.startswith("Trained and tested on CIFAR-10 (JPEG mirror), a JPEG copy, the "
+                           "report's recipe scores 89.50 ± 0.71 % (89.00, 90.00")
+    assert "is not yet measured" in text
+    (tmp_path / tables.OFFICIAL_RUN).mkdir()
+    record = {"official_trained": {"test_accuracy": 92.0, "test_accuracy_ci95": [90.2, 93.5],
+                                   "test_images": 1000},
+              "report_test_accuracy": 93.41, "report_inside_interval": False}
+    (tmp_path / tables.OFFICIAL_RUN / "comparison.json").write_text(json.dumps(record))
+    text = tables.headline(mirror, str(tmp_path))
+    assert ("scores **92.00 %** on official test images 0–999 (95 % interval 90.2–93.5 %, n = "
+            "1,000): **short of the report's 93.41 %**, which lies outside that interval") in text
+    assert "not yet measured" not in text and "JPEG mirror" in text
+    record.update(report_inside_interval=True)
+    (tmp_path / tables.OFFICIAL_RUN / "comparison.json").write_text(json.dumps(record))
+    assert "**consistent with the report's 93.41 %**, which lies inside" in tables.headline([], str(tmp_path))
