@@ -208,9 +208,10 @@ def release(output: str, out: str) -> None:
     repository (no local path); its committed checkpoint out of the tree."""
     work = os.path.dirname(output)
     for name in RELEASED:
-        shutil.copyfile(os.path.join(output, name), os.path.join(out, name))
-    for name in ("metrics.json", "log.txt"):
-        with open(os.path.join(out, name)) as file:
+        if name == "model.pt":
+            shutil.copyfile(os.path.join(output, name), os.path.join(out, name))
+            continue
+        with open(os.path.join(output, name)) as file:
             text = file.read()
         with open(os.path.join(out, name), "w") as file:
             file.write(text.replace(work, os.path.relpath(work, ROOT)))

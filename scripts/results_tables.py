@@ -313,10 +313,10 @@ def ablation_table(results_dir: str) -> str:
 
 
 def under_shift_tables(results_dir: str, folder: str = "under-shift",
-                       command: str = "python scripts/under_shift_cpu.py") -> str:
+                       command: str = "python scripts/under_shift_cpu.py", by_kind: bool = False) -> str:
     """results/README.md's under-shift tables: each network of results_dir/folder clean and on
     corrupted copies of the same test images, then what int8, a smaller network, each recipe or
-    the training images cost, paired."""
+    the training images cost, paired; with `by_kind`, each comparison kind by kind after them."""
     run = read_comparison(results_dir, folder)
     if run is None:
         return f"Not yet measured: `{command}` writes the run it is made from."
@@ -341,15 +341,12 @@ def under_shift_tables(results_dir: str, folder: str = "under-shift",
     lines += ["", "| what it costs | from → to | clean | under shift |", "|---|---|---|---|"]
     lines += [f"| {c['what']} | {c['without']} → {c['with']} | {paired(c['clean_points'], c['clean'])} "
               f"| {paired(c['shifted_points'], c['shifted'])} |" for c in run["comparisons"]]
-    return "\n".join(lines)
+    return "\n".join(lines + (under_shift_by_kind(run) if by_kind else []))
 
 
-def under_shift_by_kind(results_dir: str, folder: str) -> str:
-    """Each kind of corruption, for every paired comparison of results_dir/folder: both networks'
-    accuracy averaged over the 5 severities and at severity 5, and the difference."""
-    run = read_comparison(results_dir, folder)
-    if run is None:
-        return ""
+def under_shift_by_kind(run: dict) -> List[str]:
+    """Each kind of corruption, for every paired comparison of an under-shift record: both
+    networks' accuracy averaged over the 5 severities and at severity 5, and the difference."""
     lines = []
     for comparison in run["comparisons"]:
         without, with_it = (run["networks"][comparison[side]]["corruptions"]["accuracy"]
@@ -362,7 +359,7 @@ def under_shift_by_kind(results_dir: str, folder: str) -> str:
             before, after = statistics.mean(without[kind]), statistics.mean(with_it[kind])
             lines.append(f"| {kind} | {before:.2f} % | {after:.2f} % | {after - before:+.2f} points "
                          f"| {without[kind][-1]:.1f} → {with_it[kind][-1]:.1f} % |")
-    return "\n".join(lines)
+    return lines
 
 
 def mcnemar_exact_p(now_wrong: int, now_right: int) -> float:
@@ -524,8 +521,7 @@ def pages(results_dir: str, root: str = ROOT) -> Dict[str, Dict[str, str]]:
                 "under-shift": under_shift_tables(results_dir),
                 "under-shift-official": under_shift_tables(
                     results_dir, os.path.join(OFFICIAL_RUN, "under-shift"),
-                    "python scripts/reference_official_cpu.py measure")
-                + under_shift_by_kind(results_dir, os.path.join(OFFICIAL_RUN, "under-shift")),
+                    "python scripts/reference_official_cpu.py measure", by_kind=True),
                 "ablation": ablation_table(results_dir),
                 "bf16-parity": bf16_parity_table(results_dir)},
             os.path.join("docs", "method.md"): {"reading-order": reading_order(root)},

@@ -194,19 +194,17 @@ def test_the_official_training_table_reads_the_runs_measurements_and_says_when_t
                         "images | 89.00 % (95 % interval 88.4–89.6 %, n = 10,000) |")
 
 
-def test_under_shift_by_kind_orders_the_kinds_by_the_difference_of_their_mean_over_severities(tmp_path):
+def test_under_shift_by_kind_orders_the_kinds_by_the_difference_of_their_mean_over_severities():
     def network(accuracy):
         return {"corruptions": {"accuracy": accuracy, "test_images": 1000}}
     record = {"networks": {"a": network({"blur": [80, 70, 60, 50, 40], "jpeg": [90, 88, 86, 84, 82]}),
                            "b": network({"blur": [81, 71, 61, 51, 41], "jpeg": [88, 86, 84, 82, 80]})},
               "comparisons": [{"what": "b instead of a", "without": "a", "with": "b"}]}
-    (tmp_path / "shift").mkdir()
-    (tmp_path / "shift" / "comparison.json").write_text(json.dumps(record))
-    lines = tables.under_shift_by_kind(str(tmp_path), "shift").splitlines()
+    lines = tables.under_shift_by_kind(record)
     assert lines[1] == "b instead of a, kind by kind (n = 1,000 images per kind and severity):"
     assert lines[-2:] == ["| jpeg | 86.00 % | 84.00 % | -2.00 points | 82.0 → 80.0 % |",
                           "| blur | 60.00 % | 61.00 % | +1.00 points | 40.0 → 41.0 % |"]
-    assert tables.under_shift_by_kind(str(tmp_path), "none") == ""
+    assert tables.under_shift_by_kind({"comparisons": []}) == []
 
 
 def test_the_headline_sets_the_official_run_against_the_report_then_the_mirror_runs(tmp_path):
